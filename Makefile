@@ -1,0 +1,46 @@
+# The two README commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The real OPA evaluator is a test-only oracle; its metadata says Python >= 3.14 but it runs on 3.11.
+OPA_ORACLE := opa-golib-python-bindings==0.4.4
+
+.PHONY: run test venv venv-test system-deps lint typecheck pytest bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps --ignore-requires-python $(OPA_ORACLE)
+	touch $@
+
+venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
+
+# System packages the tests use: nginx (runtime filter end to end), chromium and poppler (report
+# checks), pango (WeasyPrint PDF). Installed only when missing.
+system-deps:
+	@bash scripts/system-deps.sh
+
+run: venv
+	$(VENV)/bin/policyengine run-example
+
+lint: venv-test
+	$(VENV)/bin/ruff check policyengine tests bench
+	$(VENV)/bin/mypy
+
+pytest: venv-test system-deps
+	$(VENV)/bin/pytest -n 2 -q
+
+test: lint pytest
+
+bench: venv-test
+	$(PY) bench/decide.py
+
+clean:
+	rm -rf $(VENV) var
