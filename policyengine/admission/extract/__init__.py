@@ -1,0 +1,1 @@
+"""Extractors: one module per resource family, manifest -> routes, pure functions."""

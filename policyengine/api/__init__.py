@@ -1,0 +1,1 @@
+"""HTTP faces of policyengine (FastAPI): admission webhook, routing filter, audit, health."""

@@ -1,0 +1,24 @@
+"""Entry point of the `policyengine` command: assembles the sub-commands of each area."""
+
+from __future__ import annotations
+
+import typer
+
+from policyengine.cli import audit, bundle, policy, rules, serve
+
+app = typer.Typer(
+    name="policyengine",
+    help="Compliance-aware traffic policy engine for multi-cluster Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+rules.register(app)  # check, test, explain, run-example
+serve.register(app)  # serve
+app.add_typer(policy.app, name="policy")
+app.add_typer(audit.app, name="audit")
+app.add_typer(audit.db_app, name="db")
+app.add_typer(bundle.app, name="bundle")
+
+if __name__ == "__main__":
+    app()
