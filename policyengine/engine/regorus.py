@@ -1,0 +1,137 @@
+"""The embedded Rego engine: regorus (Rust), one engine per thread, compiled once per policy load.
+
+regorus engines are unsendable (using one from another thread panics), so each thread builds its own
+from the loaded modules and data the first time it evaluates after a load, then reuses it. All values
+cross the boundary as JSON text; any engine error, panic included, becomes an EngineError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import regorus
+
+from policyengine.engine.base import EngineError, RegoTestResult
+
+_BACKTRACE = "\n\nStack backtrace"
+_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=)", re.MULTILINE)
+_PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+_UNDEFINED = '"<undefined>"'
+
+
+def clean_error(exc: BaseException) -> str:
+    """The engine's message without the Rust backtrace tail."""
+    text = str(exc)
+    return text.split(_BACKTRACE, 1)[0].strip()
+
+
+class _Loaded:
+    """An immutable load: the modules and the data JSON, with a generation number."""
+
+    __slots__ = ("data_json", "generation", "modules")
+
+    def __init__(self, modules: Mapping[str, str], data_json: str, generation: int) -> None:
+        self.modules = dict(modules)
+        self.data_json = data_json
+        self.generation = generation
+
+
+class RegorusEngine:
+    """Engine over regorus; safe to share between threads (each thread gets its own regorus.Engine)."""
+
+    name = "regorus"
+
+    def __init__(self) -> None:
+        self._loaded: _Loaded | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def load(self, modules: Mapping[str, str], data: Mapping[str, Any]) -> None:
+        data_json = json.dumps({"policyengine": {"policy": data}}, sort_keys=True)
+        with self._lock:
+            generation = self._loaded.generation + 1 if self._loaded else 1
+            candidate = _Loaded(modules, data_json, generation)
+            engine = self._build(candidate)  # validates before swapping: a bad module never goes live
+            self._loaded = candidate
+        self._local.engine = engine
+        self._local.generation = generation
+
+    def _build(self, loaded: _Loaded) -> regorus.Engine:
+        engine = regorus.Engine()
+        for path, source in sorted(loaded.modules.items()):
+            try:
+                engine.add_policy(path, source)
+            except BaseException as exc:  # regorus raises RuntimeError, or PanicException (BaseException)
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                raise EngineError(f"Rego module {path} does not compile: {clean_error(exc)}") from None
+        try:
+            engine.add_data_json(loaded.data_json)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise EngineError(f"policy data rejected by the engine: {clean_error(exc)}") from None
+        return engine
+
+    def _engine(self) -> regorus.Engine:
+        loaded = self._loaded
+        if loaded is None:
+            raise EngineError("no policy is loaded into the Rego engine")
+        if getattr(self._local, "generation", None) != loaded.generation:
+            self._local.engine = self._build(loaded)
+            self._local.generation = loaded.generation
+        engine: regorus.Engine = self._local.engine
+        return engine
+
+    def evaluate(self, query: str, input_json: str) -> Any:
+        engine = self._engine()
+        try:
+            engine.set_input_json(input_json)
+            text = engine.eval_rule_as_json(query)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise EngineError(f"evaluating {query} failed: {clean_error(exc)}") from None
+        if text == _UNDEFINED:
+            raise EngineError(f"{query} is undefined for this input (a rule did not apply)")
+        return json.loads(text)
+
+    def run_tests(self) -> list[RegoTestResult]:
+        loaded = self._loaded
+        if loaded is None:
+            raise EngineError("no policy is loaded into the Rego engine")
+        engine = self._engine()
+        results: list[RegoTestResult] = []
+        for path, source in sorted(loaded.modules.items()):
+            package_match = _PACKAGE.search(source)
+            if not package_match:
+                continue
+            package = package_match.group(1)
+            seen: set[str] = set()
+            for match in _TEST_RULE.finditer(source):
+                name = match.group(1)
+                if name in seen:
+                    continue
+                seen.add(name)
+                row = source.count("\n", 0, match.start()) + 1
+                results.append(self._run_one(engine, path, package, name, row))
+        return results
+
+    def _run_one(self, engine: regorus.Engine, path: str, package: str, name: str, row: int) -> RegoTestResult:
+        started = time.perf_counter()
+        try:
+            engine.set_input_json("{}")
+            value = engine.eval_rule_as_json(f"data.{package}.{name}")
+            passed = value == "true"
+            error = "" if passed else ("undefined" if value == _UNDEFINED else f"result {value}")
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            passed, error = False, clean_error(exc)
+        elapsed = (time.perf_counter() - started) * 1e6
+        return RegoTestResult(path, package, name, passed, error, elapsed, row)
