@@ -1,0 +1,33 @@
+"""Prometheus metrics of the audit trail, registered once per process on the default registry and
+served by the server's /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS = Counter(
+    "policyengine_audit_records_total",
+    "Decisions made durable, by where they went (database or spool).",
+    ["store"],
+)
+SPOOL_ROWS = Gauge(
+    "policyengine_audit_spool_rows",
+    "Rows waiting in local spools for the audit database to come back.",
+)
+SHIPPED = Counter(
+    "policyengine_audit_spool_shipped_total",
+    "Spooled rows shipped to the database after an outage.",
+)
+FAILURES = Counter(
+    "policyengine_audit_failures_total",
+    "Decisions that could not be recorded anywhere (the caller got an error).",
+)
+OUTAGES = Counter(
+    "policyengine_audit_database_errors_total",
+    "Commits to the audit database that failed and fell back to the spool.",
+)
+BATCH_ROWS = Histogram(
+    "policyengine_audit_commit_batch_rows",
+    "Rows per group commit.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
