@@ -1,0 +1,80 @@
+"""Prometheus metrics of the server, and their exposition (multiprocess-safe with several workers).
+
+With several uvicorn workers, `policyengine serve` sets PROMETHEUS_MULTIPROC_DIR before any worker
+starts: each worker writes its samples to files there and a scrape, whichever worker answers it, sums
+every worker's files (`MultiProcessCollector`). Without the variable (one process, tests) the default
+registry is exposed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+ADMISSION_REQUESTS = Counter(
+    "policyengine_admission_requests_total",
+    "Admission reviews answered, by endpoint, object kind and decision.",
+    ["endpoint", "kind", "decision"],
+)
+ADMISSION_DURATION = Histogram(
+    "policyengine_admission_request_duration_seconds",
+    "Time from a parsed review to its answer (evaluation and audit), by endpoint, kind and decision.",
+    ["endpoint", "kind", "decision"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ADMISSION_VIOLATIONS = Counter(
+    "policyengine_admission_violations_total",
+    "Violations found by admission, by regime and enforcement action.",
+    ["regime", "enforcement"],
+)
+BAD_REQUESTS = Counter(
+    "policyengine_admission_bad_requests_total",
+    "Requests answered 400 (not a usable AdmissionReview), by endpoint and reason.",
+    ["endpoint", "reason"],
+)
+POLICY_RELOADS = Counter(
+    "policyengine_policy_reloads_total",
+    "Policy reload attempts, by result (ok, unchanged, failed).",
+    ["result"],
+)
+AUDIT_SPOOL = Gauge(
+    "policyengine_server_audit_spool_records",
+    "Audit records waiting in the local spool for the database (summed over workers).",
+    multiprocess_mode="livesum",
+)
+READY = Gauge(
+    "policyengine_server_ready",
+    "1 when the worker serves a loaded policy with a working audit store (minimum over workers).",
+    multiprocess_mode="livemin",
+)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every worker's metrics and its content type."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters stay in the totals)."""
+    if multiprocess_enabled():
+        prometheus_multiprocess.mark_process_dead(pid)

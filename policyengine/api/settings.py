@@ -1,0 +1,65 @@
+"""Server settings: one pydantic model, passed to worker processes as JSON in an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policyengine.admission.review import DEFAULT_MAX_BODY_BYTES
+
+SETTINGS_ENV = "POLICYENGINE_SERVE_SETTINGS"
+
+
+class Settings(BaseModel):
+    """Everything `create_app` and `policyengine serve` need to run one cluster's webhook server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cluster: str = Field(min_length=1, description="the cluster this server admits objects for")
+    policies: Path = Path("policies")
+    audit_url: str = "sqlite:///./var/audit.db"
+    audit_spool_dir: Path | None = None
+    engine: Literal["regorus", "opa"] = "regorus"
+    opa_url: str | None = None
+    opa_token: str | None = None
+    admin_token: str | None = Field(default=None, repr=False)
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = Field(default=1, ge=1)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    cert_check_seconds: float = Field(default=5.0, gt=0)
+    log_level: str = "info"
+
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    # Internal deadlines, below the webhook timeouts (mutating 2 s, validating 3 s in deploy/).
+    mutate_deadline_seconds: float = Field(default=1.2, gt=0)
+    validate_deadline_seconds: float = Field(default=2.0, gt=0)
+    # What to answer when the deadline passes or the policy is not loaded (the failurePolicy of deploy/).
+    mutate_failure: Literal["allow", "deny"] = "allow"
+    validate_failure: Literal["allow", "deny"] = "deny"
+    eval_threads: int = Field(default=1, ge=1, description="threads that run Rego off the event loop")
+
+    own_namespace: str = "policyengine-system"
+    own_service_account: str = "policyengine"
+    policy_check_seconds: float = Field(default=2.0, gt=0, description="how often to look for policy changes")
+    runtime_dir: Path | None = Field(default=None, description="shared by workers: reload requests")
+    echo_endpoint: bool = Field(default=False, description="serve /echo, the benchmark's floor")
+
+    @property
+    def own_username(self) -> str:
+        return f"system:serviceaccount:{self.own_namespace}:{self.own_service_account}"
+
+    def to_environment(self) -> dict[str, str]:
+        return {SETTINGS_ENV: self.model_dump_json()}
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        raw = os.environ.get(SETTINGS_ENV)
+        if not raw:
+            raise RuntimeError(f"{SETTINGS_ENV} is not set: start the server with `policyengine serve`")
+        return cls.model_validate_json(raw)
