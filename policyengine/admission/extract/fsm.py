@@ -1,0 +1,186 @@
+"""Flomesh FSM: ServiceExport `spec.targetClusters` and GlobalTrafficPolicy `spec.targets[].clusterKey`.
+
+Both API groups are matched: `multicluster.flomesh.io` (FSM >= v1.3) and `flomesh.io` (osm-edge, older
+FSM). Cluster keys have the form `region/zone/group/cluster`; a key the policy does not know becomes a
+route to an unknown cluster.
+
+- ServiceExport: an empty `targetClusters` exports the service to every managed cluster; rewrite sets it
+  to the permitted clusters' keys (nothing permitted -> deny: an empty list would mean "all").
+- GlobalTrafficPolicy (consumer side): each target is a route from the local cluster; rewrite drops
+  foreign targets, and when none is left sets `lbType: Locality` with no targets (local only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from policyengine.admission.extract.crossing import (
+    Crossing,
+    ExtractionContext,
+    Extractor,
+    JsonPatch,
+    Permits,
+    RewritePlan,
+)
+from policyengine.admission.extract.patch import pointer
+from policyengine.admission.extract.shape import (
+    ManifestError,
+    describe,
+    name_of,
+    namespace_of,
+    optional_list,
+    optional_map,
+    optional_str,
+    required_str,
+    spec_of,
+)
+
+GROUPS = ("multicluster.flomesh.io", "flomesh.io")
+LB_TYPES = ("Locality", "ActiveActive", "FailOver")
+
+
+def _service(manifest: Mapping[str, Any]) -> str:
+    return f"{namespace_of(manifest)}/{name_of(manifest)}"
+
+
+def _resolve(ctx: ExtractionContext, key: str) -> tuple[str, bool]:
+    """The cluster a key names, or the key itself (unknown)."""
+    cluster = ctx.directory.cluster_by_fsm_key(key)
+    return (cluster, True) if cluster is not None else (key, False)
+
+
+def _fsm_key(ctx: ExtractionContext, cluster: str) -> str:
+    info = ctx.directory.cluster_info(cluster)
+    return info.fsm_key if info is not None and info.fsm_key else f"default/default/default/{cluster}"
+
+
+# --- GlobalTrafficPolicy -------------------------------------------------------------------------
+
+
+def _gtp_targets(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tuple[int, str, str, bool]]:
+    """(index, clusterKey, cluster, known) of every target."""
+    spec = spec_of(manifest)
+    lb_type = optional_str(manifest, spec.get("lbType"), "spec.lbType")
+    if lb_type is not None and lb_type not in LB_TYPES:
+        raise ManifestError(
+            describe(manifest), "spec.lbType", f"is {lb_type!r}", f"use one of {', '.join(LB_TYPES)}"
+        )
+    out = []
+    for i, raw in enumerate(optional_list(manifest, spec.get("targets"), "spec.targets")):
+        target = optional_map(manifest, raw, f"spec.targets[{i}]")
+        key = required_str(manifest, target.get("clusterKey"), f"spec.targets[{i}].clusterKey")
+        cluster, known = _resolve(ctx, key)
+        out.append((i, key, cluster, known))
+    return out
+
+
+def extract_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossing]:
+    """Routes from the local cluster to every target cluster of the policy."""
+    service = _service(manifest)
+    crossings = []
+    for i, _key, cluster, known in _gtp_targets(manifest, ctx):
+        if cluster == ctx.cluster:
+            continue
+        path = f"spec.targets[{i}].clusterKey"
+        crossings.append(
+            Crossing(service, ctx.cluster, cluster, cluster, f"{describe(manifest)} {path}", path, known)
+        )
+    return crossings
+
+
+def rewrite_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits) -> RewritePlan | None:
+    """Drop foreign targets; `lbType: Locality` with no targets when none is left."""
+    service = _service(manifest)
+    targets = _gtp_targets(manifest, ctx)
+    dropped = [
+        (i, key, cluster)
+        for i, key, cluster, _known in targets
+        if cluster != ctx.cluster and not permits(service, cluster)
+    ]
+    if not dropped:
+        return RewritePlan()
+    removed = tuple(f"spec.targets[{i}] {key}" for i, key, _ in dropped)
+    patch: JsonPatch
+    if len(dropped) == len(targets):
+        spec = spec_of(manifest)
+        op = "replace" if "lbType" in spec else "add"
+        patch = [
+            {"op": "remove", "path": pointer("spec", "targets")},
+            {"op": op, "path": pointer("spec", "lbType"), "value": "Locality"},
+        ]
+        return RewritePlan(patch, (*removed, "spec.lbType set to Locality: local endpoints only"))
+    patch = [{"op": "remove", "path": pointer("spec", "targets", i)} for i, _, _ in reversed(dropped)]
+    return RewritePlan(patch, removed)
+
+
+# --- ServiceExport -------------------------------------------------------------------------------
+
+
+def _export_targets(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tuple[int, str, str, bool]]:
+    spec = spec_of(manifest)
+    out = []
+    for i, raw in enumerate(optional_list(manifest, spec.get("targetClusters"), "spec.targetClusters")):
+        key = required_str(manifest, raw, f"spec.targetClusters[{i}]")
+        cluster, known = _resolve(ctx, key)
+        out.append((i, key, cluster, known))
+    return out
+
+
+def extract_export(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossing]:
+    """Routes from every target cluster (all others when `targetClusters` is empty) to the local service."""
+    service = _service(manifest)
+    where = describe(manifest)
+    targets = _export_targets(manifest, ctx)
+    if not targets:
+        path = "spec.targetClusters"
+        return [
+            Crossing(service, c, ctx.cluster, c, f"{where} {path} (empty: every cluster)", path)
+            for c in ctx.other_clusters()
+        ]
+    crossings = []
+    for i, _key, cluster, known in targets:
+        if cluster == ctx.cluster:
+            continue
+        path = f"spec.targetClusters[{i}]"
+        crossings.append(Crossing(service, cluster, ctx.cluster, cluster, f"{where} {path}", path, known))
+    return crossings
+
+
+def rewrite_export(
+    manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits
+) -> RewritePlan | None:
+    """`targetClusters` = the permitted clusters; None when none is permitted (empty would mean all)."""
+    service = _service(manifest)
+    targets = _export_targets(manifest, ctx)
+    if not targets:
+        others = ctx.other_clusters()
+        keep = [c for c in others if permits(service, c)]
+        if not keep:
+            return None
+        if len(keep) == len(others):
+            return RewritePlan()
+        op = "replace" if "targetClusters" in spec_of(manifest) else "add"
+        patch: JsonPatch = [
+            {"op": op, "path": pointer("spec", "targetClusters"), "value": [_fsm_key(ctx, c) for c in keep]}
+        ]
+        removed = tuple(f"spec.targetClusters: export to {c} removed" for c in others if c not in keep)
+        return RewritePlan(patch, removed)
+    dropped = [
+        (i, key) for i, key, cluster, _ in targets if cluster != ctx.cluster and not permits(service, cluster)
+    ]
+    if not dropped:
+        return RewritePlan()
+    if len(dropped) == len(targets):
+        return None
+    patch = [{"op": "remove", "path": pointer("spec", "targetClusters", i)} for i, _ in reversed(dropped)]
+    return RewritePlan(patch, tuple(f"spec.targetClusters[{i}] {key}" for i, key in dropped))
+
+
+GLOBAL_TRAFFIC_POLICY = Extractor("fsm", extract_gtp, rewrite_gtp)
+SERVICE_EXPORT = Extractor(
+    "fsm",
+    extract_export,
+    rewrite_export,
+    deny_remedy="list only permitted clusters in spec.targetClusters, or delete the ServiceExport",
+)
