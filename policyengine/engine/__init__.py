@@ -24,7 +24,7 @@ def make_engine(
             raise EngineError("--engine opa needs --opa-url (e.g. http://127.0.0.1:8181)")
         from policyengine.engine import opa
 
-        return opa.OpaEngine(opa_url, token=opa_token, timeout=timeout)  # type: ignore[attr-defined,no-any-return]
+        return opa.OpaEngine(opa_url, token=opa_token, timeout=timeout)
     raise EngineError(f"unknown engine {kind!r}: choose one of {', '.join(ENGINE_KINDS)}")
 
 
