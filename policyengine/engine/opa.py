@@ -306,8 +306,8 @@ class OpaEngine:
                     if served != revision:
                         raise self._fail(
                             "revision_mismatch",
-                            f"OPA at {self.address} serves policy revision {served or 'none'} from its bundle, "
-                            f"but the local policy is {revision}: build and publish the bundle of this policy",
+                            f"OPA at {self.address} serves policy revision {served or 'none'} from its "
+                            f"bundle, but the local policy is {revision}: build and publish its bundle",
                         )
                 self._modules, self._data = dict(modules), policy
                 self.revision = revision
