@@ -18,9 +18,12 @@ class Problem:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{self.message}"
+        return f"{self.location}: {self.message}"
+
+    @property
+    def location(self) -> str:
+        """`file:line`, or `file` for a problem with the whole file."""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
 
     def to_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "message": self.message, "severity": self.severity}
@@ -42,4 +45,7 @@ class PolicyError(Exception):
         return [p for p in self.problems if p.severity == "warning"]
 
     def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
+        return "\n".join(
+            f"{p.location}: warning: {p.message}" if p.severity == "warning" else str(p)
+            for p in self.problems
+        )
