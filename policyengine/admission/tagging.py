@@ -81,17 +81,17 @@ def _place(places: Sequence[str], groups: Mapping[str, Sequence[str]]) -> str:
 
 
 def home_of(profile: DataProfile, data: Mapping[str, Any]) -> str:
-    """Where the data lives: each regime's home (its subjects when it has none), `_`-joined."""
+    """Where the data lives: each regime's home (its subjects when it does not localise), `_`-joined."""
     regimes = data.get("regimes") or {}
     groups = data.get("groups") or {}
     homes = set()
     for regime in profile.regimes:
         facts = regimes.get(regime) or {}
         home = list(facts.get("home") or [])
-        if home and facts.get("localisation", True) is not False:
+        if not home or facts.get("localisation", True) is False:
+            home = list(facts.get("subjects") or profile.subjects)
+        if home:
             homes.add(_place(home, groups))
-        elif profile.subjects:
-            homes.add(_place(list(profile.subjects), groups))
     return "_".join(sorted(homes))
 
 
