@@ -258,6 +258,8 @@ class OpaEngine:
                     continue
                 raise self._http_failure(what, exc.response) from None
             except RegoParseError as exc:
+                if exc.expression == "unauthorized":
+                    raise self._unauthorized(what, 401) from None
                 raise self._fail("load_error", f"OPA rejected {what}: {exc}") from None
             except (PolicyNotFoundError, DeletePolicyError, TypeException) as exc:
                 detail = getattr(exc, "message", "") or str(exc)
@@ -266,6 +268,11 @@ class OpaEngine:
                 raise self._fail(
                     "bad_response", f"OPA at {self.address} sent an unreadable answer to {what}: {exc}"
                 ) from None
+
+    def _unauthorized(self, what: str, status: int) -> OpaFailure:
+        return self._fail(
+            "unauthorized", f"OPA at {self.address} refused {what} (HTTP {status}): check --opa-token"
+        )
 
     def _http_failure(self, what: str, response: requests.Response | None) -> OpaFailure:
         if response is None:
@@ -278,11 +285,8 @@ class OpaEngine:
             detail, code = response.text[:300], ""
         if "builtin" in detail or (code == "internal_error" and "eval_" in detail):
             return self._fail("eval_error", f"OPA could not evaluate {what}: {detail}")
-        if response.status_code == 401 or response.status_code == 403:
-            return self._fail(
-                "unauthorized",
-                f"OPA at {self.address} refused {what} ({response.status_code}): check --opa-token",
-            )
+        if response.status_code in (401, 403):
+            return self._unauthorized(what, response.status_code)
         return self._fail(
             "http_error", f"OPA at {self.address} answered {what} with HTTP {response.status_code}: {detail}"
         )
@@ -369,6 +373,8 @@ class OpaEngine:
             self._client().update_policy_from_string(source, module_id, rego_compat=False)
             return None
         except RegoParseError as exc:
+            if exc.expression == "unauthorized":
+                raise self._unauthorized(f"Rego module {module_id}", 401) from None
             details = "; ".join(
                 str(e.get("message", "")) for e in exc.errors if isinstance(e, dict) and e.get("message")
             )
