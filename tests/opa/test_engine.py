@@ -140,7 +140,7 @@ def test_a_module_that_does_not_compile_names_the_file(server: OpaTestServer) ->
 
 def test_v0_syntax_is_refused_not_rewritten(server: OpaTestServer) -> None:
     engine = OpaEngine(server.url)
-    with pytest.raises(EngineError, match="rego/old.rego"):
+    with pytest.raises(EngineError, match=r"rego/old\.rego"):
         engine.load({"rego/old.rego": "package policyengine\n\nallow { true }\n"}, data("r1"))
     assert "rego/old.rego" not in server.state.modules
 
