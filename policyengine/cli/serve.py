@@ -1,9 +1,153 @@
-"""`policyengine serve`: the HTTPS server (admission webhook, routing filter, audit, health)."""
+"""`policyengine serve`: the HTTPS server (admission webhook, routing filter, health, metrics, admin)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+DEFAULT_DEV_CERTS = Path("var/tls")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    return typer.Exit(2)
+
+
+def serve(
+    cluster: Annotated[
+        str, typer.Option(help="The cluster this server admits objects for (in clusters.yaml).")
+    ],
+    policies: Annotated[Path, typer.Option(help="The policy repo directory.")] = Path("policies"),
+    db: Annotated[
+        str,
+        typer.Option(envvar="POLICYENGINE_AUDIT_URL", help="Audit database URL (run `db upgrade` first)."),
+    ] = "sqlite:///./var/audit.db",
+    spool_dir: Annotated[
+        Path | None, typer.Option(help="Where audit rows wait while the DB is down.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTPS port.")] = 8443,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Server certificate (PEM); reloaded on change.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
+    dev_certs: Annotated[
+        bool,
+        typer.Option("--dev-certs", help="Make a local CA and a certificate for localhost and the service."),
+    ] = False,
+    dev_certs_dir: Annotated[
+        Path, typer.Option(help="Where --dev-certs writes ca.crt, tls.crt, tls.key.")
+    ] = (DEFAULT_DEV_CERTS),
+    engine: Annotated[str, typer.Option(help="Rego engine: regorus (embedded) or opa (server).")] = "regorus",
+    opa_url: Annotated[str | None, typer.Option(help="OPA server URL for --engine opa.")] = None,
+    opa_token: Annotated[
+        str | None, typer.Option(envvar="POLICYENGINE_OPA_TOKEN", help="Bearer token for the OPA server.")
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None, typer.Option(help="File holding the bearer token of POST /v1/admin/reload.")
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest AdmissionReview accepted.")] = 3 * 1024 * 1024,
+    namespace: Annotated[str, typer.Option(help="The server's own namespace (never reviewed).")] = (
+        "policyengine-system"
+    ),
+    service_account: Annotated[str, typer.Option(help="Its own service account (never reviewed).")] = (
+        "policyengine"
+    ),
+    validate_failure: Annotated[
+        str, typer.Option(help="Answer of /validate past its deadline: deny or allow.")
+    ] = "deny",
+    mutate_deadline: Annotated[
+        float, typer.Option(help="Seconds /mutate may take (webhook timeout 2 s).")
+    ] = 1.2,
+    validate_deadline: Annotated[float, typer.Option(help="Seconds /validate may take (timeout 3 s).")] = 2.0,
+    cert_check_seconds: Annotated[float, typer.Option(help="How often to look for rotated TLS files.")] = 5.0,
+    policy_check_seconds: Annotated[float, typer.Option(help="How often to look for policy changes.")] = 2.0,
+    runtime_dir: Annotated[
+        Path | None, typer.Option(help="Scratch dir shared by workers (default: temp).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    echo_endpoint: Annotated[bool, typer.Option("--echo-endpoint", hidden=True)] = False,
+) -> None:
+    """Serve the admission webhook (/mutate, /validate), the routing filter, /healthz, /readyz, /metrics."""
+    from pydantic import ValidationError
+
+    from policyengine.api.server import run
+    from policyengine.api.settings import Settings
+    from policyengine.api.state import AppState, describe_load_error
+    from policyengine.api.tls import check_pair, make_dev_certificates
+    from policyengine.audit import AuditStoreError, AuditWriter
+
+    if dev_certs:
+        certs = make_dev_certificates(dev_certs_dir)
+        tls_cert, tls_key = certs.cert, certs.key
+        typer.echo(f"development certificates in {dev_certs_dir} (trust {certs.ca_cert}, e.g. curl --cacert)")
+    if tls_cert is None or tls_key is None:
+        raise _fail("HTTPS only: pass --tls-cert and --tls-key, or --dev-certs for local use")
+    problem = check_pair(tls_cert, tls_key)
+    if problem:
+        raise _fail(problem)
+    admin_token = os.environ.get("POLICYENGINE_ADMIN_TOKEN")
+    if admin_token_file is not None:
+        try:
+            admin_token = admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise _fail(f"--admin-token-file {admin_token_file}: {exc.strerror}") from None
+        if not admin_token:
+            raise _fail(f"--admin-token-file {admin_token_file} is empty: put a long random token in it")
+    try:
+        settings = Settings(
+            cluster=cluster,
+            policies=policies,
+            audit_url=db,
+            audit_spool_dir=spool_dir,
+            engine=engine,
+            opa_url=opa_url,
+            opa_token=opa_token,
+            admin_token=admin_token,
+            host=host,
+            port=port,
+            workers=workers,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            max_body_bytes=max_body_bytes,
+            own_namespace=namespace,
+            own_service_account=service_account,
+            validate_failure=validate_failure,
+            mutate_deadline_seconds=mutate_deadline,
+            validate_deadline_seconds=validate_deadline,
+            cert_check_seconds=cert_check_seconds,
+            policy_check_seconds=policy_check_seconds,
+            runtime_dir=runtime_dir,
+            log_level=log_level,
+            echo_endpoint=echo_endpoint,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    # Fail before any worker starts, with the reason, rather than with a worker's traceback.
+    try:
+        snapshot = AppState(settings).build_snapshot()
+    except Exception as exc:
+        raise _fail("the policy repo does not load:\n  " + "\n  ".join(describe_load_error(exc))) from None
+    try:
+        AuditWriter.open(db, spool_dir=spool_dir).close()
+    except AuditStoreError as exc:
+        raise _fail(f"audit store {db}: {exc}") from None
+    typer.echo(
+        f"policyengine serving cluster {cluster} on https://{host}:{port} "
+        f"(policy {snapshot.revision[:19]}, engine {engine}, audit {db}, {workers} worker(s))"
+    )
+    run(settings)
 
 
 def register(app: typer.Typer) -> None:
     """Add the `serve` command to the main app."""
+    app.command("serve")(serve)
+
+
+if __name__ == "__main__":  # `python -m policyengine.cli.serve --cluster eu-1 ...` (tests, containers)
+    typer.run(serve)

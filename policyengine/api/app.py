@@ -1,0 +1,70 @@
+"""The FastAPI application: admission webhook, routing filter, health, metrics and admin endpoints.
+
+`create_app(settings)` builds it; `app_from_environment()` is the factory uvicorn workers call, with the
+settings passed as JSON in an environment variable by `policyengine serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from policyengine.api import admin, admission, health, routing
+from policyengine.api.settings import Settings
+from policyengine.api.state import AppState, PolicyNotLoaded
+
+log = logging.getLogger("policyengine.server")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The server for one cluster. The policy loads and the audit store opens at startup."""
+    state = AppState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(state.start)
+        watcher = asyncio.create_task(state.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await asyncio.to_thread(state.close)
+
+    app = FastAPI(
+        title="policyengine",
+        summary="Data-residency admission webhook and routing filter",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.pe = state
+    app.include_router(admission.router)
+    app.include_router(routing.router)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    if settings.echo_endpoint:
+        app.include_router(admission.echo_router)
+
+    @app.exception_handler(PolicyNotLoaded)
+    async def not_loaded(request: Request, exc: PolicyNotLoaded) -> JSONResponse:
+        return JSONResponse({"error": f"not ready: {exc}"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        message = f"internal error ({type(exc).__name__}); the server log has the details"
+        return JSONResponse({"error": message}, status_code=500)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of a uvicorn worker process (`factory=True`)."""
+    return create_app(Settings.from_environment())

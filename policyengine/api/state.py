@@ -1,0 +1,278 @@
+"""The server's state: the current policy snapshot (swapped atomically on reload), audit writer, settings.
+
+A `Snapshot` is built completely (policy loaded and checked, a fresh engine loaded with its modules, the
+Decider warmed) before one attribute assignment makes it current, so a request sees either the old
+policy or the new one, never a half-loaded mix. A failed reload keeps the current snapshot and says why.
+Reachable from a request as `request.app.state.pe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from policyengine.api import metrics
+from policyengine.api.settings import Settings
+from policyengine.audit import AuditWriter
+from policyengine.decide import Decider
+from policyengine.engine import Engine, EngineError, make_engine
+from policyengine.policy import LoadedPolicy, PolicyError, load_policy
+from policyengine.route import Route
+
+log = logging.getLogger("policyengine.server")
+T = TypeVar("T")
+RELOAD_REQUEST_FILE = "reload-request"
+
+
+class UnknownCluster(ValueError):
+    """The served cluster is not in the policy repo: nothing it admits could be decided."""
+
+
+class PolicyNotLoaded(Exception):
+    """No policy is loaded yet (startup, or the first load failed): the server is not ready."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One loaded policy with the engine and Decider built for it. Never changes once built."""
+
+    policy: LoadedPolicy
+    decider: Decider
+    engine: Engine
+    revision: str
+    loaded_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: `changed` when a new revision is now served; `problems` when it failed."""
+
+    revision: str | None
+    previous: str | None
+    changed: bool
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class AppState:
+    """Settings, the current `snapshot`, the `audit` writer, and the evaluation thread pool."""
+
+    settings: Settings
+    audit: AuditWriter | None = None
+    last_reload_error: str | None = None
+    _snapshot: Snapshot | None = None
+    _listeners: list[Callable[[Snapshot], None]] = field(default_factory=list)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    _executor: ThreadPoolExecutor | None = None
+    _policy_seen: tuple[Any, ...] = ()
+
+    # -- the snapshot -------------------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        """The policy served now; raises PolicyNotLoaded before the first successful load."""
+        current = self._snapshot
+        if current is None:
+            raise PolicyNotLoaded(self.last_reload_error or "the policy repo is not loaded yet")
+        return current
+
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
+    def add_reload_listener(self, fn: Callable[[Snapshot], None]) -> None:
+        """Call `fn(snapshot)` after every successful swap; at once too when a policy is already loaded."""
+        self._listeners.append(fn)
+        if self._snapshot is not None:
+            self._notify(fn, self._snapshot)
+
+    def _notify(self, fn: Callable[[Snapshot], None], snapshot: Snapshot) -> None:
+        try:
+            fn(snapshot)
+        except Exception:
+            log.exception("reload listener %r failed", fn)
+
+    def build_snapshot(self) -> Snapshot:
+        """Load the policy repo and a fresh engine; raises PolicyError or EngineError."""
+        policy = load_policy(self.settings.policies)
+        if policy.cluster_info(self.settings.cluster) is None:
+            raise UnknownCluster(
+                f"cluster {self.settings.cluster!r} is not in {self.settings.policies}/clusters.yaml "
+                f"(known: {', '.join(policy.cluster_names())}): fix --cluster or add the cluster"
+            )
+        engine = make_engine(
+            self.settings.engine, opa_url=self.settings.opa_url, opa_token=self.settings.opa_token
+        )
+        decider = Decider(policy, engine)
+        return Snapshot(policy, decider, engine, policy.revision, dt.datetime.now(dt.UTC))
+
+    def reload(self) -> ReloadOutcome:
+        """Build a new snapshot and swap it in; keep the current one if anything fails."""
+        with self._reload_lock:
+            previous = self._snapshot.revision if self._snapshot else None
+            self._policy_seen = policy_fingerprint(self.settings.policies)
+            try:
+                snapshot = self.build_snapshot()
+            except (PolicyError, EngineError, UnknownCluster, OSError) as exc:
+                problems = describe_load_error(exc)
+                self.last_reload_error = "; ".join(problems)
+                metrics.POLICY_RELOADS.labels("failed").inc()
+                log.error("policy reload failed, still serving %s: %s", previous, self.last_reload_error)
+                return ReloadOutcome(previous, previous, False, tuple(problems))
+            self.last_reload_error = None
+            if snapshot.revision == previous:
+                metrics.POLICY_RELOADS.labels("unchanged").inc()
+                return ReloadOutcome(previous, previous, False)
+            self._warm(snapshot)
+            self._snapshot = snapshot  # the atomic swap
+            metrics.POLICY_RELOADS.labels("ok").inc()
+            log.info("serving policy %s (was %s)", snapshot.revision, previous)
+            for fn in list(self._listeners):
+                self._notify(fn, snapshot)
+            return ReloadOutcome(snapshot.revision, previous, True)
+
+    def _warm(self, snapshot: Snapshot) -> None:
+        """Compile the engine in the evaluation thread before the snapshot serves its first request."""
+        names = snapshot.policy.cluster_names()
+        if not names:
+            return
+
+        def decide_once() -> None:
+            source = snapshot.decider.endpoint(self.settings.cluster)
+            destination = snapshot.decider.endpoint(names[-1])
+            snapshot.decider.decide(Route("policyengine/warm-up", source, destination, via="warm-up"))
+
+        try:
+            self.executor.submit(decide_once).result(timeout=30)
+        except Exception:
+            log.warning("engine warm-up failed; the first request will compile it", exc_info=True)
+
+    # -- evaluation off the event loop ----------------------------------------------------------------
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.settings.eval_threads, thread_name_prefix="rego")
+        return self._executor
+
+    async def run_evaluation(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on an evaluation thread (engines are per thread); cancellation leaves it finishing."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the audit store and load the policy (a failed load leaves the server not ready)."""
+        spool = self.settings.audit_spool_dir
+        chain_id = f"{self.settings.cluster}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.audit = AuditWriter.open(self.settings.audit_url, chain_id=chain_id, spool_dir=spool)
+        self.reload()
+        self._reload_request_seen = self._reload_request()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.audit is not None:
+            self.audit.close()
+
+    # -- watching for changes -----------------------------------------------------------------------
+    def _reload_request(self) -> str:
+        if self.settings.runtime_dir is None:
+            return ""
+        try:
+            return (self.settings.runtime_dir / RELOAD_REQUEST_FILE).read_text()
+        except OSError:
+            return ""
+
+    def request_reload_everywhere(self) -> None:
+        """Ask the other workers to reload too (they watch a file in the shared runtime dir)."""
+        if self.settings.runtime_dir is None:
+            return
+        path = self.settings.runtime_dir / RELOAD_REQUEST_FILE
+        tmp = path.with_suffix(f".{os.getpid()}")
+        token = uuid.uuid4().hex
+        tmp.write_text(token)
+        os.replace(tmp, path)
+        self._reload_request_seen = token
+
+    def changed_since_last_load(self) -> bool:
+        """True when a policy file changed or another worker asked for a reload."""
+        request = self._reload_request()
+        if request != getattr(self, "_reload_request_seen", ""):
+            self._reload_request_seen = request
+            return True
+        return policy_fingerprint(self.settings.policies) != self._policy_seen
+
+    async def watch(self) -> None:
+        """Reload on policy file changes and reload requests; refresh the live gauges."""
+        while True:
+            await asyncio.sleep(self.settings.policy_check_seconds)
+            try:
+                if self.changed_since_last_load():
+                    await asyncio.to_thread(self.reload)
+                self.refresh_gauges()
+            except Exception:
+                log.exception("policy watch failed")
+
+    def refresh_gauges(self) -> None:
+        metrics.AUDIT_SPOOL.set(self.audit.spool_size() if self.audit is not None else 0)
+        metrics.READY.set(1 if self.readiness()[0] else 0)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether to take traffic, with one entry per check (policy, audit, engine)."""
+        checks: dict[str, Any] = {}
+        snapshot = self._snapshot
+        checks["policy"] = (
+            {"ok": True, "revision": snapshot.revision, "last_reload_error": self.last_reload_error}
+            if snapshot
+            else {"ok": False, "error": self.last_reload_error or "not loaded yet"}
+        )
+        audit_ok = self.audit is not None and bool(self.audit.healthy())
+        checks["audit"] = {"ok": audit_ok, "spool": self.audit.spool_size() if self.audit else None}
+        engine_ok = True
+        if snapshot is not None and hasattr(snapshot.engine, "ready"):
+            try:
+                engine_ok = bool(snapshot.engine.ready())
+            except Exception as exc:
+                engine_ok = False
+                checks["engine_error"] = str(exc)
+        checks["engine"] = {"ok": engine_ok and snapshot is not None, "name": self.settings.engine}
+        return all(c["ok"] for c in (checks["policy"], checks["audit"], checks["engine"])), checks
+
+
+def policy_fingerprint(root: Path) -> tuple[Any, ...]:
+    """Names, sizes and modification times of every file of the policy repo (cheap to compare)."""
+    out: list[tuple[str, int, int]] = []
+    try:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                out.append((str(path.relative_to(root)), st.st_size, st.st_mtime_ns))
+    except OSError:
+        return ()
+    return tuple(out)
+
+
+def describe_load_error(exc: BaseException) -> list[str]:
+    """Each problem as `file:line: message`, or the error's own text."""
+    problems = getattr(exc, "problems", None) or []
+    lines = []
+    for problem in problems:
+        file = getattr(problem, "file", "")
+        line = getattr(problem, "line", None)
+        message = getattr(problem, "message", str(problem))
+        severity = getattr(problem, "severity", "error")
+        if severity == "warning":
+            continue
+        lines.append(f"{file}:{line}: {message}" if line else f"{file}: {message}" if file else message)
+    return lines or [str(exc) or type(exc).__name__]
