@@ -252,14 +252,16 @@ def combine(
         if plans and all(plan is not None for plan in plans):
             patch: JsonPatch = [op for plan in plans if plan is not None for op in plan.patch]
             removed = [line for plan in plans if plan is not None for line in plan.removed]
-            why = [f"{v.article or v.regime}: {v.message}" for v in violations]
+            why = dict.fromkeys(
+                f"{v.cluster or 'route'} refused by {v.regime} ({v.article})" for v in violations
+            )
             return Decision(
                 outcome=Outcome.REWRITE,
                 enforcement=enforcement,
                 violations=tuple(violations),
                 permitted_clusters=all_permitted,
                 patch=tuple(patch),
-                warnings=tuple(truncate(w) for w in [*(f"removed {r}" for r in removed), *why]),
+                warnings=tuple(truncate(w) for w in [*removed, *why]),
                 **base,
             )
     remedies = [e.deny_remedy for e in families.values() if e.deny_remedy]

@@ -62,7 +62,7 @@ def test_gtp_rewrite_drops_the_foreign_target() -> None:
         "lbType": "ActiveActive",
         "targets": [{"clusterKey": "eu-west-1/default/default/eu-2"}],
     }
-    assert plan.removed == ("spec.targets[1] us-east-1/default/default/us-1",)
+    assert plan.removed == ("removed spec.targets[1] us-east-1/default/default/us-1",)
 
 
 def test_gtp_rewrite_with_no_target_left_becomes_locality() -> None:

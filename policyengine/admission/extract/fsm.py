@@ -100,7 +100,7 @@ def rewrite_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Pe
     ]
     if not dropped:
         return RewritePlan()
-    removed = tuple(f"spec.targets[{i}] {key}" for i, key, _ in dropped)
+    removed = tuple(f"removed spec.targets[{i}] {key}" for i, key, _ in dropped)
     patch: JsonPatch
     if len(dropped) == len(targets):
         spec = spec_of(manifest)
@@ -164,7 +164,7 @@ def rewrite_export(
         patch: JsonPatch = [
             {"op": op, "path": pointer("spec", "targetClusters"), "value": [_fsm_key(ctx, c) for c in keep]}
         ]
-        removed = tuple(f"spec.targetClusters: export to {c} removed" for c in others if c not in keep)
+        removed = tuple(f"removed the export to {c} (spec.targetClusters)" for c in others if c not in keep)
         return RewritePlan(patch, removed)
     dropped = [
         (i, key) for i, key, cluster, _ in targets if cluster != ctx.cluster and not permits(service, cluster)
@@ -174,7 +174,7 @@ def rewrite_export(
     if len(dropped) == len(targets):
         return None
     patch = [{"op": "remove", "path": pointer("spec", "targetClusters", i)} for i, _ in reversed(dropped)]
-    return RewritePlan(patch, tuple(f"spec.targetClusters[{i}] {key}" for i, key in dropped))
+    return RewritePlan(patch, tuple(f"removed spec.targetClusters[{i}] {key}" for i, key in dropped))
 
 
 GLOBAL_TRAFFIC_POLICY = Extractor("fsm", extract_gtp, rewrite_gtp)

@@ -113,10 +113,12 @@ def rewrite(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permit
                 value = {k: v for k, v in imp.ref.items() if k != "group"}
                 value["kind"] = "Service"
                 patch.append({"op": "replace", "path": path, "value": value})
-                removed.append(f"{imp.path} ServiceImport {imp.service} -> local Service in {ctx.cluster}")
+                removed.append(
+                    f"replaced {imp.path} ServiceImport {imp.service} by the local Service in {ctx.cluster}"
+                )
             else:
                 patch.append({"op": "remove", "path": path})
-                removed.append(f"{imp.path} ServiceImport {imp.service} removed")
+                removed.append(f"removed {imp.path} ServiceImport {imp.service}")
     return RewritePlan(patch, tuple(removed))
 
 

@@ -226,7 +226,7 @@ def rewrite_destination_rule(
                     "value": scale_to_100(kept),
                 }
             )
-            removed.extend(f"{s.path}.distribute[{d}].to {k} removed" for k in to if str(k) not in kept)
+            removed.extend(f"removed {s.path}.distribute[{d}].to {k}" for k in to if str(k) not in kept)
     return RewritePlan(patch, tuple(removed))
 
 
@@ -286,7 +286,7 @@ def rewrite_service_entry(
         return None
     patch = [{"op": "remove", "path": pointer("spec", "endpoints", i)} for i, _ in reversed(dropped)]
     removed = tuple(
-        f"spec.endpoints[{i}] ({', '.join(sorted({c.far for c in cs}))}) removed" for i, cs in dropped
+        f"removed spec.endpoints[{i}] ({', '.join(sorted({c.far for c in cs}))})" for i, cs in dropped
     )
     return RewritePlan(patch, removed)
 
