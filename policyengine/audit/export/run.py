@@ -1,0 +1,99 @@
+"""`export(...)`: write one export file in the chosen format, then its manifest beside it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from policyengine.audit.errors import AuditStoreError
+from policyengine.audit.export.manifest import write_manifest
+from policyengine.audit.export.policyreport import write_policyreport
+from policyengine.audit.export.report import collect, render_html, render_pdf
+from policyengine.audit.export.tabular import Span, write_csv, write_jsonl
+from policyengine.audit.query import ExportFilter, chain_heads
+from policyengine.audit.store import display_url
+from policyengine.audit.verify import VerifyReport, verify
+
+FORMATS: tuple[str, ...] = ("csv", "jsonl", "html", "pdf", "policyreport", "openreports")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What an export wrote."""
+
+    path: Path
+    manifest: Path
+    rows: int
+    verification: VerifyReport | None
+
+
+def export(
+    engine: Engine,
+    fmt: str,
+    out: Path,
+    flt: ExportFilter,
+    *,
+    verify_chains: bool | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Write `out` in `fmt` with the rows matching `flt`, then `<out>.manifest.json`.
+
+    HTML and PDF always verify the chains (the report shows it); other formats when `verify_chains`.
+    The file is written to a temporary name and renamed, so a failed export leaves no partial file.
+    """
+    if fmt not in FORMATS:
+        raise AuditStoreError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    database = display_url(engine.url.render_as_string(hide_password=False))
+    do_verify = verify_chains if verify_chains is not None else fmt in ("html", "pdf")
+    heads = chain_heads(engine)
+    verification = verify(engine) if do_verify else None
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        span = _write(engine, fmt, tmp, flt, database, verification, progress)
+        tmp.replace(out)
+    except OSError as exc:
+        raise AuditStoreError(f"cannot write {out}: {exc.strerror}; choose another --out") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = write_manifest(
+        out,
+        fmt=fmt,
+        span=span,
+        flt=flt,
+        heads=heads,
+        verified=verification.ok if verification is not None else None,
+        database=database,
+    )
+    return ExportResult(out, manifest, span.rows, verification)
+
+
+def _write(
+    engine: Engine,
+    fmt: str,
+    path: Path,
+    flt: ExportFilter,
+    database: str,
+    verification: VerifyReport | None,
+    progress: Callable[[int], None] | None,
+) -> Span:
+    if fmt in ("html", "pdf"):
+        data = collect(engine, flt, database, verification)
+        html = render_html(data)
+        if fmt == "html":
+            path.write_text(html, encoding="utf-8")
+        else:
+            path.write_bytes(render_pdf(html))
+        return Span(data.rows, data.first, data.last)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        if fmt == "csv":
+            return write_csv(engine, flt, handle, progress)
+        if fmt == "jsonl":
+            return write_jsonl(engine, flt, handle, progress)
+        if fmt == "openreports":
+            return write_policyreport(engine, flt, handle, "openreports", progress)
+        return write_policyreport(engine, flt, handle, "wgpolicyk8s", progress)
