@@ -1,0 +1,125 @@
+"""/v1/decide and /v1/authz on the real server app (create_app: real policy, regorus, audit in a fresh
+PostgreSQL database), called in-process through Starlette's TestClient (which runs the lifespan)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from policyengine.api.app import create_app
+from policyengine.api.settings import Settings
+from routing.parts import CATALOG, CHECKOUT, POLICIES
+
+CATALOG_HOST = "catalog.shop.svc.clusterset.local"
+FROM_CHECKOUT = {"host": CATALOG_HOST, "x-policyengine-source": CHECKOUT}
+ROUTE = '"source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}'
+
+
+@pytest.fixture
+def client(pg_url: str) -> Iterator[TestClient]:
+    app = create_app(Settings(cluster="eu-1", policies=POLICIES, audit_url=pg_url))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def routing_rows(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT count(*) FROM audit_decision WHERE source='routing'")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_envoy_style_authz_answers_cluster_and_decision_id(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/authz/cart/items",
+        headers={"host": CATALOG_HOST, "x-forwarded-client-cert": f"Hash=ab;URI={CATALOG}"},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["x-policyengine-cluster"] == "eu-1"
+    assert answer.json()["decision_id"] == answer.headers["x-policyengine-decision-id"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "mentions"),
+    [
+        ({"host": CATALOG_HOST}, "x-policyengine-source"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": "root"}, "SPIFFE"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": "spiffe://acme.example/" + "a" * 5000}, "2048"),
+        (
+            {"host": CATALOG_HOST, "x-forwarded-client-cert": "Hash=1;" + "x" * 20000},
+            "x-forwarded-client-cert",
+        ),
+        ({"host": "[::1]:80", "x-policyengine-source": CHECKOUT}, "Host"),
+        ({"host": "nowhere.example.com", "x-policyengine-source": CHECKOUT}, "services.yaml"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": CHECKOUT, "sec-gpc": "maybe"}, "Sec-GPC"),
+        (
+            {"host": CATALOG_HOST, "x-policyengine-source": CHECKOUT, "x-original-uri": "/a"},
+            "X-Original-Method",
+        ),
+    ],
+)
+def test_authz_refuses_what_it_cannot_judge_with_the_reason(
+    client: TestClient, pg_url: str, headers: dict[str, str], mentions: str
+) -> None:
+    answer = client.get("/v1/authz", headers=headers)
+    assert answer.status_code == 403
+    body = answer.json()
+    assert body["allowed"] is False
+    assert mentions in body["reason"] + body.get("remedy", "")
+    assert answer.headers["x-policyengine-denial"]
+    assert routing_rows(pg_url) == 1  # a refusal is a decision too
+
+
+def test_decide_answers_the_decision(client: TestClient, pg_url: str) -> None:
+    route = {
+        "service": "shop/checkout",
+        "source": {"cluster": "eu-1", "workload": "shop/gateway"},
+        "destination": {"cluster": "us-1"},
+    }
+    answer = client.post("/v1/decide", json=route)
+    assert answer.status_code == 200, answer.text
+    decision = answer.json()
+    assert decision["regimes"] == ["GDPR"]
+    assert decision["outcome"] in ("deny", "rewrite")
+    assert "us-1" not in decision["permitted_clusters"]
+    assert decision["violations"][0]["article"].startswith("GDPR")
+    assert routing_rows(pg_url) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b"not json", "(body)"),
+        (b"{}", "service"),
+        (
+            b'{"service": "checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}',
+            "service",
+        ),
+        (b'{"service": "shop/a", "source": {}, "destination": {"cluster": "us-1"}}', "source.cluster"),
+        (
+            b'{"service": "shop/a", "source": {"cluster": "eu-1"}, "destination": {"cluster": "u"}, "x": 1}',
+            "x",
+        ),
+    ],
+)
+def test_decide_rejects_bad_routes_saying_where(client: TestClient, body: bytes, where: str) -> None:
+    answer = client.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    problems = answer.json()["problems"]
+    assert any(p["where"] == where for p in problems), problems
+    assert answer.json()["remedy"]
+
+
+def test_decide_refuses_a_huge_body(client: TestClient) -> None:
+    answer = client.post("/v1/decide", content=b"{" + b" " * 100_000 + b"}")
+    assert answer.status_code == 413
+    assert "bytes" in answer.json()["error"]
