@@ -9,7 +9,35 @@ from policy_fixtures import DEFAULT_REPO, TODAY, line_of
 from policyengine.policy import ClusterInfo, load_policy
 from policyengine.policy.modules import BUNDLED_REGO
 
-EU27 = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
+EU27 = [
+    "AT",
+    "BE",
+    "BG",
+    "HR",
+    "CY",
+    "CZ",
+    "DK",
+    "EE",
+    "FI",
+    "FR",
+    "DE",
+    "GR",
+    "HU",
+    "IE",
+    "IT",
+    "LV",
+    "LT",
+    "LU",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SK",
+    "SI",
+    "ES",
+    "SE",
+]
 
 
 def test_loads_with_only_the_expired_scc_warning() -> None:
@@ -42,12 +70,26 @@ def test_regions_map_to_jurisdictions() -> None:
     assert len(regions) >= 40
     assert {r["provider"] for r in regions.values()} == {"aws", "gcp", "azure"}
     expected = {
-        "aws/cn-north-1": "CN", "aws/cn-northwest-1": "CN", "azure/chinanorth3": "CN", "azure/chinaeast2": "CN",
-        "aws/ap-east-1": "HK", "gcp/asia-east2": "HK", "azure/eastasia": "HK",
-        "aws/us-west-1": "US-CA", "gcp/us-west2": "US-CA", "azure/westus": "US-CA",
-        "aws/eu-west-2": "GB", "aws/eu-central-2": "CH", "aws/ap-northeast-1": "JP", "aws/ap-northeast-2": "KR",
-        "aws/ca-central-1": "CA", "aws/sa-east-1": "BR", "aws/il-central-1": "IL", "azure/norwayeast": "NO",
-        "gcp/europe-west1": "BE", "aws/eu-central-1": "DE",
+        "aws/cn-north-1": "CN",
+        "aws/cn-northwest-1": "CN",
+        "azure/chinanorth3": "CN",
+        "azure/chinaeast2": "CN",
+        "aws/ap-east-1": "HK",
+        "gcp/asia-east2": "HK",
+        "azure/eastasia": "HK",
+        "aws/us-west-1": "US-CA",
+        "gcp/us-west2": "US-CA",
+        "azure/westus": "US-CA",
+        "aws/eu-west-2": "GB",
+        "aws/eu-central-2": "CH",
+        "aws/ap-northeast-1": "JP",
+        "aws/ap-northeast-2": "KR",
+        "aws/ca-central-1": "CA",
+        "aws/sa-east-1": "BR",
+        "aws/il-central-1": "IL",
+        "azure/norwayeast": "NO",
+        "gcp/europe-west1": "BE",
+        "aws/eu-central-1": "DE",
     }
     assert {key: regions[key]["jurisdiction"] for key in expected} == expected
     assert all(r["location"] for r in regions.values())
@@ -70,8 +112,13 @@ def test_clusters_entities_and_lookups() -> None:
     assert len(policy.clusters_in_locality("*")) == 8
     entities = policy.data["entities"]
     assert entities["acme"] == {
-        "name": "acme", "kind": "self", "self": True, "dpf_certified": False, "dpf_checked": "2026-10-01",
-        "ca_commercial": True, "ccpa": None,
+        "name": "acme",
+        "kind": "self",
+        "self": True,
+        "dpf_certified": False,
+        "dpf_checked": "2026-10-01",
+        "ca_commercial": True,
+        "ccpa": None,
     }
     assert entities["northwind-analytics"]["dpf_certified"] is True
     assert entities["northwind-analytics"]["ccpa"]["role"] == "service_provider"
@@ -86,17 +133,28 @@ def test_regimes_compile_as_rego_expects() -> None:
     assert gdpr["adequacy"]["GB"] == {"condition": None, "expires": "2031-12-27"}
     assert gdpr["adequacy"]["US"] == {"condition": "dpf_certified", "expires": None}
     assert gdpr["adequacy"]["CA"]["condition"] == "ca_commercial"
-    assert set(gdpr["adequacy"]) == set("AD AR FO GG IM IL JE NZ CH UY JP KR GB BR CA US".split())
+    assert set(gdpr["adequacy"]) == set(
+        ["AD", "AR", "FO", "GG", "IM", "IL", "JE", "NZ", "CH", "UY", "JP", "KR", "GB", "BR", "CA", "US"]
+    )
     assert gdpr["articles"] == {
-        "transfer": "GDPR Art. 44-46", "adequacy": "GDPR Art. 45", "mechanism": "GDPR Art. 46-47, 49",
+        "transfer": "GDPR Art. 44-46",
+        "adequacy": "GDPR Art. 45",
+        "mechanism": "GDPR Art. 46-47, 49",
     }
     assert gdpr["mechanisms"] == sorted(gdpr["mechanisms"]) and "scc" in gdpr["mechanisms"]
     assert pipl["home"] == ["CN"] and pipl["subjects"] == ["CN"]
-    assert pipl["thresholds"] == {"exempt_below": 100000, "contract_below": 1000000, "sensitive_assessment_from": 10000}
+    assert pipl["thresholds"] == {
+        "exempt_below": 100000,
+        "contract_below": 1000000,
+        "sensitive_assessment_from": 10000,
+    }
     assert pipl["articles"]["assessment"] == "PIPL Art. 40; CSL Art. 37; DSL Art. 31; CAC Order No. 16 Art. 7"
     assert pipl["articles"]["transfer"] == "PIPL Art. 38-39"
     assert ccpa["localisation"] is False and ccpa["subjects"] == ["US-CA"]
-    assert ccpa["articles"] == {"contract": "Cal. Civ. Code 1798.100(d)", "opt_out": "Cal. Civ. Code 1798.120, 1798.135"}
+    assert ccpa["articles"] == {
+        "contract": "Cal. Civ. Code 1798.100(d)",
+        "opt_out": "Cal. Civ. Code 1798.120, 1798.135",
+    }
     assert all(r["sources"] for r in regimes.values())
     assert load_policy(DEFAULT_REPO, today=TODAY).data["as_of"] == "2026-11-01"
 
@@ -111,10 +169,16 @@ def test_services_transfers_enforcement() -> None:
     catalog = policy.service("shop/catalog")
     assert catalog is not None and len(catalog.clusters) == 8
     transfers = {t["id"]: t for t in policy.data["transfers"]}
-    assert transfers["scc-checkout-us1"]["destination"] == {"cluster": "us-1", "jurisdiction": None, "entity": None}
+    assert transfers["scc-checkout-us1"]["destination"] == {
+        "cluster": "us-1",
+        "jurisdiction": None,
+        "entity": None,
+    }
     assert transfers["pipl-sc-profile-hk1"]["type"] == "pipl_standard_contract"
     assert policy.data["enforcement"]["default"] == "deny"
-    assert {"regime": "GDPR", "namespaces": ["shop"], "action": "rewrite"} in policy.data["enforcement"]["rules"]
+    assert {"regime": "GDPR", "namespaces": ["shop"], "action": "rewrite"} in policy.data["enforcement"][
+        "rules"
+    ]
 
 
 def test_modules_are_keyed_by_relative_path(repo: Path, tmp_path: Path) -> None:
@@ -130,7 +194,7 @@ def test_modules_are_keyed_by_relative_path(repo: Path, tmp_path: Path) -> None:
 
 
 def test_bundled_rego_is_the_top_level_rego_directory() -> None:
-    assert BUNDLED_REGO == DEFAULT_REPO.parent / "rego"
+    assert DEFAULT_REPO.parent / "rego" == BUNDLED_REGO
     policy = load_policy(DEFAULT_REPO, today=TODAY)
     on_disk = sorted(f"rego/{p.relative_to(BUNDLED_REGO).as_posix()}" for p in BUNDLED_REGO.rglob("*.rego"))
     assert sorted(policy.modules) == on_disk

@@ -26,7 +26,9 @@ def test_unknown_entity(repo: Path) -> None:
 
 
 def test_malformed_yaml(repo: Path) -> None:
-    line = edit(repo / "regions.yaml", "{provider: aws, code: us-east-2,", "{provider: aws, code: [us-east-2,")
+    line = edit(
+        repo / "regions.yaml", "{provider: aws, code: us-east-2,", "{provider: aws, code: [us-east-2,"
+    )
     problems = errors_of(repo)
     problem = find(problems, "malformed YAML")
     assert problem.file == str(repo / "regions.yaml")
@@ -37,7 +39,10 @@ def test_unknown_key_lists_the_allowed_keys(repo: Path) -> None:
     line = edit(repo / "clusters.yaml", "    locality: us-west2\n", "    localty: us-west2\n")
     problem = find(errors_of(repo), "unknown key 'localty'")
     assert problem.line == line
-    assert "clusters[3]" in problem.message and "allowed: name, region, entity, fsm_key, locality" in problem.message
+    assert (
+        "clusters[3]" in problem.message
+        and "allowed: name, region, entity, fsm_key, locality" in problem.message
+    )
 
 
 def test_wrong_type(repo: Path) -> None:
@@ -49,14 +54,27 @@ def test_wrong_type(repo: Path) -> None:
 @pytest.mark.parametrize(
     ("file", "old", "new", "words"),
     [
-        ("regions.yaml", "code: eu-west-3, jurisdiction: FR", "code: eu-west-3, jurisdiction: FX",
-         ("region 'aws/eu-west-3'", "unknown jurisdiction 'FX'")),
+        (
+            "regions.yaml",
+            "code: eu-west-3, jurisdiction: FR",
+            "code: eu-west-3, jurisdiction: FX",
+            ("region 'aws/eu-west-3'", "unknown jurisdiction 'FX'"),
+        ),
         ("jurisdictions.yaml", "EEA: [EU, IS, LI,", "EEA: [EU, IS, XL,", ("group 'EEA'", "'XL'")),
         ("regimes.yaml", "{jurisdiction: NZ}", "{jurisdiction: NZL}", ("regime 'GDPR' adequacy", "'NZL'")),
         ("regimes.yaml", "subjects: [US-CA]", "subjects: [US-CAL]", ("regime 'CCPA' subjects", "'US-CAL'")),
-        ("classifications.yaml", "subjects: [CN]", "subjects: [PRC]", ("classification 'shop-profile'", "'PRC'")),
-        ("transfers.yaml", "destination: {cluster: hk-1}", "destination: {jurisdiction: HKG}",
-         ("transfer 'pipl-sc-profile-hk1'", "unknown jurisdiction 'HKG'")),
+        (
+            "classifications.yaml",
+            "subjects: [CN]",
+            "subjects: [PRC]",
+            ("classification 'shop-profile'", "'PRC'"),
+        ),
+        (
+            "transfers.yaml",
+            "destination: {cluster: hk-1}",
+            "destination: {jurisdiction: HKG}",
+            ("transfer 'pipl-sc-profile-hk1'", "unknown jurisdiction 'HKG'"),
+        ),
     ],
 )
 def test_unknown_jurisdiction(repo: Path, file: str, old: str, new: str, words: tuple[str, ...]) -> None:
@@ -66,21 +84,40 @@ def test_unknown_jurisdiction(repo: Path, file: str, old: str, new: str, words: 
 
 
 def test_region_in_a_group_is_not_a_jurisdiction(repo: Path) -> None:
-    line = edit(repo / "regions.yaml", "code: eu-west-1, jurisdiction: IE", "code: eu-west-1, jurisdiction: EU")
+    line = edit(
+        repo / "regions.yaml", "code: eu-west-1, jurisdiction: IE", "code: eu-west-1, jurisdiction: EU"
+    )
     assert find(errors_of(repo), "names group 'EU'").line == line
 
 
 @pytest.mark.parametrize(
     ("file", "anchor", "duplicate", "words"),
     [
-        ("jurisdictions.yaml", "  - {code: MT, name: Malta}\n", "  - {code: DE, name: Deutschland}\n",
-         ("duplicate jurisdiction code 'DE'",)),
-        ("regions.yaml", "  - {provider: aws, code: us-east-2,", "  - {provider: aws, code: us-east-1, "
-         "jurisdiction: US, location: again}\n", ("duplicate region 'aws/us-east-1'",)),
-        ("clusters.yaml", "  - name: eu-2\n", "  - name: eu-1\n    region: aws/eu-west-1\n    entity: acme\n",
-         ("duplicate cluster 'eu-1'",)),
-        ("transfers.yaml", "  - id: ccpa-tp-billing-adnet\n", "  - id: scc-checkout-us1\n    type: scc\n"
-         "    service: shop/checkout\n    destination: {cluster: us-1}\n", ("duplicate transfer id",)),
+        (
+            "jurisdictions.yaml",
+            "  - {code: MT, name: Malta}\n",
+            "  - {code: DE, name: Deutschland}\n",
+            ("duplicate jurisdiction code 'DE'",),
+        ),
+        (
+            "regions.yaml",
+            "  - {provider: aws, code: us-east-2,",
+            "  - {provider: aws, code: us-east-1, jurisdiction: US, location: again}\n",
+            ("duplicate region 'aws/us-east-1'",),
+        ),
+        (
+            "clusters.yaml",
+            "  - name: eu-2\n",
+            "  - name: eu-1\n    region: aws/eu-west-1\n    entity: acme\n",
+            ("duplicate cluster 'eu-1'",),
+        ),
+        (
+            "transfers.yaml",
+            "  - id: ccpa-tp-billing-adnet\n",
+            "  - id: scc-checkout-us1\n    type: scc\n"
+            "    service: shop/checkout\n    destination: {cluster: us-1}\n",
+            ("duplicate transfer id",),
+        ),
         ("entities.yaml", "  - name: gcp\n", "  - name: aws\n    kind: cloud\n", ("duplicate entity 'aws'",)),
     ],
 )
@@ -92,7 +129,9 @@ def test_duplicates(repo: Path, file: str, anchor: str, duplicate: str, words: t
 
 
 def test_duplicate_yaml_key(repo: Path) -> None:
-    line = edit(repo / "regimes.yaml", "  CCPA:\n", "  GDPR:\n    subjects: []\n    data_classes: []\n  CCPA:\n")
+    line = edit(
+        repo / "regimes.yaml", "  CCPA:\n", "  GDPR:\n    subjects: []\n    data_classes: []\n  CCPA:\n"
+    )
     assert find(errors_of(repo), "duplicate key 'GDPR'").line == line
 
 
@@ -111,7 +150,9 @@ def test_bad_dates(repo: Path, file: str, old: str, new: str, words: tuple[str, 
 
 
 def test_unknown_regime_and_action_in_enforcement(repo: Path) -> None:
-    regime_line = edit(repo / "enforcement.yaml", "{regime: GDPR, namespaces: [shop]", "{regime: GPDR, namespaces: [shop]")
+    regime_line = edit(
+        repo / "enforcement.yaml", "{regime: GDPR, namespaces: [shop]", "{regime: GPDR, namespaces: [shop]"
+    )
     action_line = edit(repo / "enforcement.yaml", "action: warn}", "action: block}")
     problems = errors_of(repo)
     assert find(problems, "unknown regime 'GPDR'").line == regime_line
@@ -132,7 +173,9 @@ def test_transfer_type_no_regime_lists(repo: Path) -> None:
 
 
 def test_transfer_unknown_cluster_and_service(repo: Path) -> None:
-    cluster_line = edit(repo / "transfers.yaml", "destination: {cluster: us-1}", "destination: {cluster: us-9}")
+    cluster_line = edit(
+        repo / "transfers.yaml", "destination: {cluster: us-1}", "destination: {cluster: us-9}"
+    )
     service_line = edit(repo / "transfers.yaml", "service: shop/profile", "service: shop/profiles")
     problems = errors_of(repo)
     assert find(problems, "unknown cluster 'us-9'").line == cluster_line
@@ -158,8 +201,10 @@ def test_every_problem_is_reported_at_once(repo: Path) -> None:
     assert files == {"clusters.yaml", "regions.yaml", "transfers.yaml", "enforcement.yaml", "services.yaml"}
     assert len(error.errors) == 6
     assert len(str(error).splitlines()) == len(error.problems)  # one line per problem, warnings included
-    assert any(line.endswith("(renew it and update expires, or remove it)") and ": warning: " in line
-               for line in str(error).splitlines())
+    assert any(
+        line.endswith("(renew it and update expires, or remove it)") and ": warning: " in line
+        for line in str(error).splitlines()
+    )
 
 
 def test_missing_required_file_and_missing_directory(repo: Path, tmp_path: Path) -> None:
