@@ -196,7 +196,8 @@ def start_server(tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: P
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
-    server = Server(f"https://127.0.0.1:{port}", process, certs.ca_cert, tmp_path / "tls", policies, audit_url, log)
+    url = f"https://127.0.0.1:{port}"
+    server = Server(url, process, certs.ca_cert, tmp_path / "tls", policies, audit_url, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
