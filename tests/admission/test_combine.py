@@ -71,9 +71,7 @@ def route_decision(cluster: str, enforcement: Enforcement = Enforcement.REWRITE)
 def verdicts(manifest: dict[str, Any], cluster: str = "eu-1", **kwargs: Any) -> list[RouteVerdict]:
     ctx = context(cluster)
     (extractor,) = extractors_for(manifest)
-    return [
-        RouteVerdict(c, extractor, route_decision(c.far, **kwargs)) for c in extract_crossings(manifest, ctx)
-    ]
+    return [RouteVerdict(c, extractor, route_decision(c.far, **kwargs)) for c in extract_crossings(manifest, ctx)]
 
 
 def test_all_routes_allowed_is_an_allow() -> None:
@@ -114,9 +112,7 @@ def test_family_without_rewrite_is_denied_with_its_remedy_and_deduplicated_viola
     decision = combine(MCS_EXPORT, context(), "r", verdicts(MCS_EXPORT))
     assert decision.outcome is Outcome.DENY and decision.enforced
     assert [v.cluster for v in decision.violations] == ["cn-1", "us-1"]
-    assert decision.violations[0].remedy.startswith(
-        "keep it in the EEA; or MCS exports to the whole clusterset"
-    )
+    assert decision.violations[0].remedy.startswith("keep it in the EEA; or MCS exports to the whole clusterset")
     doubled = verdicts(MCS_EXPORT) + verdicts(MCS_EXPORT)
     assert len(combine(MCS_EXPORT, context(), "r", doubled).violations) == 2
 

@@ -109,26 +109,20 @@ def test_distribute_routes_to_every_listed_locality_but_the_local_one() -> None:
         ("shop/checkout", "eu-2"),
         ("shop/checkout", "us-1"),
     ]
-    assert crossings[1].path == (
-        'spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to["us-east-1/*"]'
-    )
+    assert crossings[1].path == ('spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to["us-east-1/*"]')
 
 
 def test_distribute_rewrite_keeps_permitted_localities_and_scales_to_100() -> None:
     plan = istio.rewrite_destination_rule(DISTRIBUTE, context(), eu_only)
     assert plan is not None
     setting = applied(DISTRIBUTE, plan.patch)["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"]
-    assert setting["distribute"] == [
-        {"from": "eu-central-1/*", "to": {"eu-central-1/*": 78, "eu-west-1/*": 22}}
-    ]
+    assert setting["distribute"] == [{"from": "eu-central-1/*", "to": {"eu-central-1/*": 78, "eu-west-1/*": 22}}]
     assert any("us-east-1/*" in line for line in plan.removed)
 
 
 def test_distribute_with_nothing_permitted_is_a_deny() -> None:
     only_us = copy.deepcopy(DISTRIBUTE)
-    only_us["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"]["distribute"][0]["to"] = {
-        "us-east-1/*": 100
-    }
+    only_us["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"]["distribute"][0]["to"] = {"us-east-1/*": 100}
     assert istio.rewrite_destination_rule(only_us, context(), eu_only) is None
 
 
@@ -161,10 +155,7 @@ def test_port_level_and_disabled_settings() -> None:
     lb = port_level["spec"]["trafficPolicy"].pop("loadBalancer")
     port_level["spec"]["trafficPolicy"]["portLevelSettings"] = [{"port": {"number": 80}, "loadBalancer": lb}]
     crossing = extract_crossings(port_level, context())[0]
-    assert (
-        crossing.path
-        == "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting.failover[0].to"
-    )
+    assert crossing.path == "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting.failover[0].to"
     plan = istio.rewrite_destination_rule(port_level, context(), eu_only)
     assert plan is not None
     new = applied(port_level, plan.patch)["spec"]["trafficPolicy"]["portLevelSettings"][0]["loadBalancer"]

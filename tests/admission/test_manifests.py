@@ -71,9 +71,7 @@ def test_list_kind_is_expanded_and_missing_paths_reported(tmp_path: Path) -> Non
     )
     result = read_manifests([f, tmp_path / "missing"])
     assert [d.body["metadata"]["name"] for d in result.documents] == ["a", "b"]
-    assert [str(p) for p in result.problems] == [
-        f"{tmp_path / 'missing'}: no such file or directory (check the path)"
-    ]
+    assert [str(p) for p in result.problems] == [f"{tmp_path / 'missing'}: no such file or directory (check the path)"]
 
 
 def test_invalid_json_names_the_line(tmp_path: Path) -> None:

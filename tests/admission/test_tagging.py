@@ -32,9 +32,7 @@ def service(name: str, labels: dict[str, str] | None = None, **annotations: str)
     if labels is not None:
         meta["labels"] = labels
     if annotations:
-        meta["annotations"] = {
-            f"residency.policyengine.io/{k.replace('_', '-')}": v for k, v in annotations.items()
-        }
+        meta["annotations"] = {f"residency.policyengine.io/{k.replace('_', '-')}": v for k, v in annotations.items()}
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": {"ports": [{"port": 80}]}}
 
 
