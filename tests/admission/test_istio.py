@@ -210,3 +210,11 @@ def test_service_entry_of_the_wrong_shape() -> None:
     with pytest.raises(ManifestError) as caught:
         extract_crossings({**SERVICE_ENTRY, "spec": {"endpoints": [{"locality": ["eu"]}]}}, context())
     assert caught.value.path == "spec.endpoints[0].locality"
+
+
+def test_distribute_weight_of_the_wrong_shape() -> None:
+    bad = copy.deepcopy(DISTRIBUTE)
+    bad["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"]["distribute"][0]["to"]["us-east-1/*"] = "10%"
+    with pytest.raises(ManifestError) as caught:
+        extract_crossings(bad, context())
+    assert caught.value.path.endswith('distribute[0].to["us-east-1/*"]')

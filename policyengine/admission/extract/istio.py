@@ -28,6 +28,7 @@ from policyengine.admission.extract.crossing import (
 )
 from policyengine.admission.extract.patch import pointer
 from policyengine.admission.extract.shape import (
+    ManifestError,
     describe,
     name_of,
     namespace_of,
@@ -81,9 +82,7 @@ class LbSetting:
 
 def _lb_settings(manifest: Mapping[str, Any]) -> list[LbSetting]:
     spec = spec_of(manifest)
-    policies: list[tuple[tuple[str | int, ...], Any]] = [
-        (("spec", "trafficPolicy"), spec.get("trafficPolicy"))
-    ]
+    policies: list[tuple[tuple[str | int, ...], Any]] = [(("spec", "trafficPolicy"), spec.get("trafficPolicy"))]
     for k, raw in enumerate(optional_list(manifest, spec.get("subsets"), "spec.subsets")):
         subset = optional_map(manifest, raw, f"spec.subsets[{k}]")
         policies.append((("spec", "subsets", k, "trafficPolicy"), subset.get("trafficPolicy")))
@@ -98,9 +97,7 @@ def _lb_settings(manifest: Mapping[str, Any]) -> list[LbSetting]:
             holders.append(((*parts, "portLevelSettings", i), port))
         for hparts, holder_raw in holders:
             holder = optional_map(manifest, holder_raw, LbSetting(hparts, {}).path)
-            lb = optional_map(
-                manifest, holder.get("loadBalancer"), LbSetting((*hparts, "loadBalancer"), {}).path
-            )
+            lb = optional_map(manifest, holder.get("loadBalancer"), LbSetting((*hparts, "loadBalancer"), {}).path)
             sparts = (*hparts, "loadBalancer", "localityLbSetting")
             setting = optional_map(manifest, lb.get("localityLbSetting"), LbSetting(sparts, {}).path)
             if setting and setting.get("enabled", True) is not False:
@@ -112,7 +109,15 @@ def _distribute(manifest: Mapping[str, Any], s: LbSetting) -> list[tuple[int, Ma
     out = []
     for d, raw in enumerate(optional_list(manifest, s.setting.get("distribute"), f"{s.path}.distribute")):
         entry = optional_map(manifest, raw, f"{s.path}.distribute[{d}]")
-        out.append((d, optional_map(manifest, entry.get("to"), f"{s.path}.distribute[{d}].to")))
+        to = optional_map(manifest, entry.get("to"), f"{s.path}.distribute[{d}].to")
+        for locality, weight in to.items():
+            if type(weight) is not int or weight < 0:
+                raise ManifestError(
+                    describe(manifest),
+                    f'{s.path}.distribute[{d}].to["{locality}"]',
+                    f"must be a weight (a whole number >= 0), got {weight!r}",
+                )
+        out.append((d, to))
     return out
 
 
@@ -204,17 +209,11 @@ def rewrite_destination_rule(
                     "value": [{"from": local, "to": {local: 100}}],
                 }
             )
-            removed.append(
-                f"{s.path}: failover replaced by distribute to {local} only (failover is a preference)"
-            )
+            removed.append(f"{s.path}: failover replaced by distribute to {local} only (failover is a preference)")
             continue
         refused_paths = {c.path for c in refused}
         for d, to in _distribute(manifest, s):
-            kept = {
-                str(k): int(v)
-                for k, v in to.items()
-                if f'{s.path}.distribute[{d}].to["{k}"]' not in refused_paths
-            }
+            kept = {str(k): int(v) for k, v in to.items() if f'{s.path}.distribute[{d}].to["{k}"]' not in refused_paths}
             if len(kept) == len(to):
                 continue
             if not kept:
@@ -242,9 +241,7 @@ def _se_service(manifest: Mapping[str, Any], ctx: ExtractionContext) -> str:
     return f"{namespace_of(manifest)}/{name_of(manifest)}"
 
 
-def _endpoint_crossings(
-    manifest: Mapping[str, Any], ctx: ExtractionContext
-) -> list[tuple[int, list[Crossing]]]:
+def _endpoint_crossings(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tuple[int, list[Crossing]]]:
     service = _se_service(manifest, ctx)
     where = describe(manifest)
     out = []
@@ -262,9 +259,7 @@ def _endpoint_crossings(
             target = ctx.directory.service_by_host(address) if address else None
             known = target is not None
             far_ends = ctx.service_clusters(target) if target else [address or f"endpoint {i}"]
-        crossings = [
-            Crossing(service, ctx.cluster, far, far, f"{where} {path}", path, known) for far in far_ends
-        ]
+        crossings = [Crossing(service, ctx.cluster, far, far, f"{where} {path}", path, known) for far in far_ends]
         out.append((i, crossings))
     return out
 
@@ -274,9 +269,7 @@ def extract_service_entry(manifest: Mapping[str, Any], ctx: ExtractionContext) -
     return [c for _, crossings in _endpoint_crossings(manifest, ctx) for c in crossings]
 
 
-def rewrite_service_entry(
-    manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits
-) -> RewritePlan | None:
+def rewrite_service_entry(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits) -> RewritePlan | None:
     """Drop refused endpoints; None when none is left."""
     endpoints = _endpoint_crossings(manifest, ctx)
     dropped = [(i, cs) for i, cs in endpoints if any(not permits(c.service, c.far) for c in cs)]
@@ -285,9 +278,7 @@ def rewrite_service_entry(
     if len(dropped) == len(endpoints):
         return None
     patch = [{"op": "remove", "path": pointer("spec", "endpoints", i)} for i, _ in reversed(dropped)]
-    removed = tuple(
-        f"removed spec.endpoints[{i}] ({', '.join(sorted({c.far for c in cs}))})" for i, cs in dropped
-    )
+    removed = tuple(f"removed spec.endpoints[{i}] ({', '.join(sorted({c.far for c in cs}))})" for i, cs in dropped)
     return RewritePlan(patch, removed)
 
 
