@@ -6,117 +6,117 @@
 # action configured for the violated regimes in this namespace.
 package policyengine
 
-import data.policyengine.ccpa
-import data.policyengine.gdpr
-import data.policyengine.lib
-import data.policyengine.pipl
+regimes := sort(data.policyengine.lib.regimes)
 
-regimes := sort(lib.regimes)
+builtin_regimes := {"GDPR", "PIPL", "CCPA"}
 
-# Regime dispatch: a policy repo may add its own regime by adding rules for its name here.
-regime_permits("GDPR", c) if gdpr.permitted(c)
+# The set of clusters a regime permits for this route. A policy repo may add its own regime with its
+# own `permitted_set` and `regime_problem` rules in this package; a regime without rules permits its
+# home and the clusters covered by its recorded mechanisms.
+permitted_set("GDPR") := data.policyengine.gdpr.permitted
 
-regime_permits("PIPL", c) if pipl.permitted(c)
+permitted_set("PIPL") := data.policyengine.pipl.permitted
 
-regime_permits("CCPA", c) if ccpa.permitted(c)
+permitted_set("CCPA") := data.policyengine.ccpa.permitted
 
-# A regime without its own rules permits its home and recorded mechanisms only.
-regime_permits(r, c) if {
-	not r in {"GDPR", "PIPL", "CCPA"}
-	generic_permits(r, c)
+permitted_set(r) := s if {
+	not r in builtin_regimes
+	s := {c | some c, f in object.get(data.policyengine.lib.index.regimes, r, {}); f.home} | data.policyengine.lib.covered(data.policyengine.lib.policy.regimes[r].mechanisms)
 }
 
-generic_permits(r, c) if lib.located_in(c, data.policyengine.policy.regimes[r].home)
+# Why each refused end is refused, by regime: {regime: {cluster: problem}}, only for the route's regimes.
+problems_of("GDPR") := data.policyengine.gdpr.problems
 
-generic_permits(r, c) if lib.valid_mechanism(data.policyengine.policy.regimes[r].mechanisms, c)
+problems_of("PIPL") := data.policyengine.pipl.problems
 
-regime_problem("GDPR", c) := gdpr.problem(c)
+problems_of("CCPA") := data.policyengine.ccpa.problems
 
-regime_problem("PIPL", c) := pipl.problem(c)
-
-regime_problem("CCPA", c) := ccpa.problem(c)
-
-regime_problem(r, c) := v if {
-	not r in {"GDPR", "PIPL", "CCPA"}
-	lib.known(c)
-	not generic_permits(r, c)
-	v := {
-		"rule": sprintf("%s-transfer", [lower(r)]),
-		"article": lib.article(r, "transfer", r),
-		"message": sprintf("%s: %s holds data governed by %s; the route %s -> %s moves it outside %s's home with no mechanism recorded", [r, lib.service, r, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), r]),
-		"remedy": sprintf("keep the route to %s, or record a mechanism for %s to %s in policies/transfers.yaml", [lib.join_clusters(permitted_clusters), lib.service, c]),
+problems_of(r) := ps if {
+	not r in builtin_regimes
+	ps := {c: v |
+		some c in data.policyengine.lib.known_ends
+		not c in permitted_by[r]
+		v := {
+			"rule": sprintf("%s-transfer", [lower(r)]),
+			"article": data.policyengine.lib.article(r, "transfer", r),
+			"message": sprintf("%s: %s holds data governed by %s; the route %s -> %s moves it outside %s's home with no mechanism recorded", [r, data.policyengine.lib.service, r, data.policyengine.lib.source_text, data.policyengine.lib.destination_text, r]),
+			"remedy": sprintf("keep the route to %s, or record a mechanism for %s to %s in policies/transfers.yaml", [data.policyengine.lib.join_clusters(permitted_clusters), data.policyengine.lib.service, c]),
+		}
 	}
 }
+
+regime_problems := {r: problems_of(r) | some r in data.policyengine.lib.regimes}
 
 # Clusters that every regime of the route permits (all known clusters for unregulated data).
-permitted_clusters := sort([c |
-	some c, _ in data.policyengine.policy.clusters
-	every r in regimes {
-		regime_permits(r, c)
-	}
-])
+permitted_by := {r: permitted_set(r) | some r in data.policyengine.lib.regimes}
+
+permitted_clusters := sort(intersection({s | some s in permitted_by} | {data.policyengine.lib.all_clusters}))
 
 # Enforcement: the first rule matching regime and namespace, else the repo default.
-enforcement_rules := object.get(object.get(data.policyengine.policy, "enforcement", {}), "rules", [])
+enforcement_config := object.get(data.policyengine.lib.policy, "enforcement", {})
 
-default_action := object.get(object.get(data.policyengine.policy, "enforcement", {}), "default", "deny")
+enforcement_rules := object.get(enforcement_config, "rules", [])
+
+default_action := object.get(enforcement_config, "default", "deny")
+
+namespace := object.get(data.policyengine.lib.route, "namespace", "")
 
 namespace_matches(patterns) if "*" in patterns
 
-namespace_matches(patterns) if lib.route.namespace in patterns
+namespace_matches(patterns) if namespace in patterns
 
 namespace_matches(patterns) if {
 	some p in patterns
 	endswith(p, "*")
-	startswith(lib.route.namespace, trim_suffix(p, "*"))
+	startswith(namespace, trim_suffix(p, "*"))
 }
 
-action_for(r) := actions[0] if {
-	actions := [rule.action |
-		some rule in enforcement_rules
-		rule.regime in {r, "*"}
-		namespace_matches(object.get(rule, "namespaces", ["*"]))
-	]
-	count(actions) > 0
-} else := default_action
+matching_actions(r) := [rule.action |
+	some rule in enforcement_rules
+	rule.regime in {r, "*"}
+	namespace_matches(object.get(rule, "namespaces", ["*"]))
+]
+
+action_of := {r: a |
+	some r in regime_or_residency
+	actions := matching_actions(r)
+	a := array.concat(actions, [default_action])[0]
+}
+
+regime_or_residency := data.policyengine.lib.regimes if count(data.policyengine.lib.regimes) > 0
+
+else := {"RESIDENCY"}
 
 strength := {"dryrun": 0, "warn": 1, "rewrite": 2, "deny": 3}
 
+action_names := ["dryrun", "warn", "rewrite", "deny"]
+
 unknown_cluster_violations contains v if {
-	some c in lib.ends
-	not lib.known(c)
+	some c in data.policyengine.lib.ends
+	not c in data.policyengine.lib.known_ends
 	some r in regime_or_residency
 	v := {
 		"regime": r,
 		"rule": "unknown-cluster",
 		"article": "policyengine: only the policy repo says where a cluster is",
-		"message": sprintf("%s: the route %s -> %s for %s involves cluster %q, which policies/clusters.yaml does not declare, so where it runs is unknown", [r, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), lib.service, c]),
-		"remedy": sprintf("declare %q with its region and entity in policies/clusters.yaml, or route to %s", [c, lib.join_clusters(permitted_clusters)]),
+		"message": sprintf("%s: the route %s -> %s for %s involves cluster %q, which policies/clusters.yaml does not declare, so where it runs is unknown", [r, data.policyengine.lib.source_text, data.policyengine.lib.destination_text, data.policyengine.lib.service, c]),
+		"remedy": sprintf("declare %q with its region and entity in policies/clusters.yaml, or route to %s", [c, data.policyengine.lib.join_clusters(permitted_clusters)]),
 		"cluster": c,
-		"enforcement": action_for(r),
+		"enforcement": action_of[r],
 	}
 }
 
-regime_or_residency := regimes if count(regimes) > 0
-
-else := ["RESIDENCY"]
-
 regime_violations contains v if {
-	some r in regimes
-	some c in lib.ends
-	p := regime_problem(r, c)
-	v := object.union(p, {"regime": r, "cluster": c, "enforcement": action_for(r)})
+	some r, problems in regime_problems
+	some c, p in problems
+	v := object.union(p, {"regime": r, "cluster": c, "enforcement": action_of[r]})
 }
 
 violations := regime_violations | unknown_cluster_violations
 
-action_names := ["dryrun", "warn", "rewrite", "deny"]
-
 enforcement := action_names[max([strength[v.enforcement] | some v in violations])] if {
 	count(violations) > 0
-} else := action_names[max([strength[action_for(r)] | some r in regimes])] if {
-	count(regimes) > 0
-} else := default_action
+} else := action_names[max([strength[a] | some a in action_of])]
 
 decision := {
 	"allowed": count(violations) == 0,

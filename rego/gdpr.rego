@@ -4,88 +4,62 @@
 # service and destination. A cluster abroad counts even when the business runs it.
 package policyengine.gdpr
 
-import data.policyengine.lib
+regime := data.policyengine.lib.policy.regimes.GDPR
 
-regime := data.policyengine.policy.regimes.GDPR
+facts := data.policyengine.lib.index.regimes.GDPR
 
-permitted(c) if lib.located_in(c, regime.home)
+# The static facts in the index: `home` (in the EEA), `adequate_until` (the adequacy decision's expiry
+# when its condition is met by the cluster's entity, "" otherwise), `unmet_condition`.
+permitted := {c | some c, f in facts; f.home} | {c | some c, f in facts; f.adequate_until >= data.policyengine.lib.today} | data.policyengine.lib.covered(regime.mechanisms)
 
-permitted(c) if adequate(c)
-
-permitted(c) if lib.valid_mechanism(regime.mechanisms, c)
-
-adequate(c) if {
-	some j in lib.cluster(c).in
-	a := regime.adequacy[j]
-	lib.valid(a.expires)
-	condition_met(a.condition, lib.entity(c))
+condition_text := {
+	"dpf_certified": "covers only recipients certified under the EU-US Data Privacy Framework",
+	"ca_commercial": "covers only commercial organisations subject to PIPEDA",
 }
 
-condition_met(null, _) := true
+moves := sprintf("GDPR: %s holds personal data of EEA subjects; the route %s -> %s moves it to", [data.policyengine.lib.service, data.policyengine.lib.source_text, data.policyengine.lib.destination_text])
 
-condition_met("dpf_certified", e) if e.dpf_certified == true
+# Why each end of the route that GDPR does not permit is refused (one entry per such cluster).
+refused := {c | some c in data.policyengine.lib.known_ends; not c in permitted}
 
-condition_met("ca_commercial", e) if e.ca_commercial == true
+expired := data.policyengine.lib.expired_of(regime.mechanisms)
 
-# An adequacy decision exists for the place but its condition is not met by the operator.
-unmet_condition(c) := a.condition if {
-	some j in lib.cluster(c).in
-	a := regime.adequacy[j]
-	lib.valid(a.expires)
-	not condition_met(a.condition, lib.entity(c))
-}
-
-condition_text("dpf_certified") := "covers only recipients certified under the EU-US Data Privacy Framework"
-
-condition_text("ca_commercial") := "covers only commercial organisations subject to PIPEDA"
-
-problem(c) := v if {
-	lib.known(c)
-	not permitted(c)
-	t := lib.expired_mechanism(regime.mechanisms, c)
+problems[c] := v if {
+	some c in refused
+	t := expired[c]
 	v := {
 		"rule": "gdpr-mechanism-expired",
-		"article": lib.article("GDPR", "mechanism", "GDPR Art. 46-47, 49"),
-		"message": sprintf(
-			"GDPR: %s holds personal data of EEA subjects; the route %s -> %s moves it to %s, and the %s %q recorded for it expired on %s",
-			[lib.service, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), lib.cluster(c).jurisdiction, t.type, t.id, t.expires],
-		),
+		"article": data.policyengine.lib.article("GDPR", "mechanism", "GDPR Art. 46-47, 49"),
+		"message": sprintf("%s %s, and the %s %q recorded for it expired on %s", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, t.type, t.id, t.expires]),
 		"remedy": sprintf("renew %s %q in policies/transfers.yaml, or keep the route to %s", [t.type, t.id, permitted_text]),
 	}
 }
 
-problem(c) := v if {
-	lib.known(c)
-	not permitted(c)
-	not lib.expired_mechanism(regime.mechanisms, c)
-	cond := unmet_condition(c)
+problems[c] := v if {
+	some c in refused
+	not expired[c]
+	cond := facts[c].unmet_condition
+	cond != null
 	v := {
 		"rule": "gdpr-adequacy-condition",
-		"article": lib.article("GDPR", "adequacy", "GDPR Art. 45"),
-		"message": sprintf(
-			"GDPR: %s holds personal data of EEA subjects; the route %s -> %s moves it to %s, whose adequacy decision %s, and %s (which runs %s) is not",
-			[lib.service, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), lib.cluster(c).jurisdiction, condition_text(cond), lib.cluster(c).entity, c],
-		),
-		"remedy": sprintf("keep the route to %s, or record an SCC for %s to %s in policies/transfers.yaml", [permitted_text, lib.service, c]),
+		"article": data.policyengine.lib.article("GDPR", "adequacy", "GDPR Art. 45"),
+		"message": sprintf("%s %s, whose adequacy decision %s, and %s (which runs %s) is not", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, object.get(condition_text, cond, cond), data.policyengine.lib.policy.clusters[c].entity, c]),
+		"remedy": sprintf("keep the route to %s, or record an SCC for %s to %s in policies/transfers.yaml", [permitted_text, data.policyengine.lib.service, c]),
 	}
 }
 
-problem(c) := v if {
-	lib.known(c)
-	not permitted(c)
-	not lib.expired_mechanism(regime.mechanisms, c)
-	not unmet_condition(c)
+problems[c] := v if {
+	some c in refused
+	not expired[c]
+	facts[c].unmet_condition == null
 	v := {
 		"rule": "gdpr-transfer",
-		"article": lib.article("GDPR", "transfer", "GDPR Art. 44-46"),
-		"message": sprintf(
-			"GDPR: %s holds personal data of EEA subjects; the route %s -> %s moves it to %s, outside the EEA, with no adequacy decision and no transfer mechanism recorded",
-			[lib.service, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), lib.cluster(c).jurisdiction],
-		),
-		"remedy": sprintf("keep the route to %s, or record an SCC or BCR for %s to %s in policies/transfers.yaml", [permitted_text, lib.service, c]),
+		"article": data.policyengine.lib.article("GDPR", "transfer", "GDPR Art. 44-46"),
+		"message": sprintf("%s %s, outside the EEA, with no adequacy decision and no transfer mechanism recorded", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction]),
+		"remedy": sprintf("keep the route to %s, or record an SCC or BCR for %s to %s in policies/transfers.yaml", [permitted_text, data.policyengine.lib.service, c]),
 	}
 }
 
-permitted_text := lib.join_clusters(data.policyengine.permitted_clusters) if {
+permitted_text := data.policyengine.lib.join_clusters(data.policyengine.permitted_clusters) if {
 	count(data.policyengine.permitted_clusters) > 0
 } else := "clusters in the EEA (none is declared)"

@@ -1,8 +1,12 @@
-# Shared lookups for the residency rules: clusters, entities, dates, recorded mechanisms.
-# Everything comes from data.policyengine.policy (the loaded policy repo) and the input route.
+# Shared lookups for the residency rules: the route, its ends, the decision date, recorded mechanisms.
+# Everything comes from data.policyengine.policy (the loaded policy repo, with its static `index` of
+# per-cluster facts) and the input route. Rules here have no arguments where possible: a rule without
+# arguments is computed once per decision, a function on every call.
 package policyengine.lib
 
 policy := data.policyengine.policy
+
+index := policy.index
 
 route := input.route
 
@@ -11,77 +15,51 @@ service := route.service
 # The calendar date of the decision (YYYY-MM-DD): time comes from the input, never from the clock.
 today := substring(input.time, 0, 10)
 
-# A date-limited item is valid on the decision date; null means it does not expire.
-valid(expires) if expires == null
-
-valid(expires) if {
-	expires != null
-	expires >= today
-}
-
-cluster(name) := policy.clusters[name]
-
-known(name) if policy.clusters[name]
-
-entity(name) := policy.entities[policy.clusters[name].entity]
-
-# "eu-1 (aws/eu-central-1, DE)"; an unknown cluster is named as such.
-describe(name) := sprintf("%s (%s, %s)", [name, c.region, c.jurisdiction]) if {
-	c := policy.clusters[name]
-} else := sprintf("%s (unknown cluster)", [name])
-
 # The regimes of the data the route moves: what either end holds.
 regimes := {r | some e in [route.source, route.destination]; some r in object.get(e, "regimes", [])}
 
-# Both ends of the route by cluster name.
+# Both ends of the route by cluster name, and the subset the policy repo declares.
 ends := {route.source.cluster, route.destination.cluster}
 
-# The other end of the route, seen from cluster c.
-other_end(c) := route.destination.cluster if c == route.source.cluster
+known_ends := {c | some c in ends; policy.clusters[c]}
 
-else := route.source.cluster
+all_clusters := {c | some c in index.clusters}
 
-# The cluster is in one of the jurisdictions or groups listed (its `in` holds itself, parents, groups).
-located_in(name, places) if {
-	some j in policy.clusters[name].in
-	j in places
+# "eu-1 (aws/eu-central-1, DE)" for each end; an unknown cluster is named as such.
+known_text := {c: sprintf("%s (%s, %s)", [c, cl.region, cl.jurisdiction]) | some c in known_ends; cl := policy.clusters[c]}
+
+unknown_text := {c: sprintf("%s (unknown cluster)", [c]) | some c in ends; not c in known_ends}
+
+describe := object.union(known_text, unknown_text)
+
+source_text := describe[route.source.cluster]
+
+destination_text := describe[route.destination.cluster]
+
+# Mechanisms recorded for this service (or for every service), each with the clusters it covers and
+# `until` (its expiry, "9999-12-31" when none).
+service_transfers := array.concat(object.get(index.transfers, service, []), object.get(index.transfers, "*", []))
+
+# [type, cluster] pairs of unexpired mechanisms on the decision date.
+valid_cover := {[t.type, c] | some t in service_transfers; t.until >= today; some c in t.clusters}
+
+# Expired mechanisms by cluster (only the ends matter for messages).
+expired_at := {c: ts |
+	some c in known_ends
+	ts := [t | some t in service_transfers; t.until < today; c in t.clusters]
+	count(ts) > 0
 }
 
-# A recorded transfer destination covers cluster c: by cluster, jurisdiction or entity.
-destination_covers(d, c) if d.cluster == c
+# Clusters covered by an unexpired mechanism of one of the types.
+covered(types) := {c | some [ty, c] in valid_cover; ty in types}
 
-destination_covers(d, c) if {
-	d.jurisdiction != null
-	d.jurisdiction in policy.clusters[c].in
-}
-
-destination_covers(d, c) if {
-	d.entity != null
-	d.entity == policy.clusters[c].entity
-}
-
-# Recorded mechanisms (of the given types) for this route's service towards cluster c.
-mechanisms(types, c) := [t |
-	some t in policy.transfers
-	t.type in types
-	t.service in {service, "*"}
-	destination_covers(t.destination, c)
-]
-
-valid_mechanism(types, c) if {
-	some t in mechanisms(types, c)
-	valid(t.expires)
-}
-
-# The newest expired mechanism, when no valid one exists: its id and expiry help the remedy.
-expired_mechanism(types, c) := t if {
-	not valid_mechanism(types, c)
-	ms := [m | some m in mechanisms(types, c); not valid(m.expires)]
-	count(ms) > 0
-	t := ms[0]
+# The first expired mechanism of one of the types at each end that has one.
+expired_of(types) := {c: ts[0] |
+	some c, all in expired_at
+	ts := [t | some t in all; t.type in types]
+	count(ts) > 0
 }
 
 article(regime, key, fallback) := object.get(object.get(policy.regimes[regime], "articles", {}), key, fallback)
 
-# Clusters every regime of the route permits, as a readable list for remedies.
 join_clusters(cs) := concat(", ", sort(cs))

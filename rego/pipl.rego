@@ -7,8 +7,6 @@
 #   assessment  more than that, any important data, or a CIIO service: a passed CAC security assessment.
 package policyengine.pipl
 
-import data.policyengine.lib
-
 regime := data.policyengine.policy.regimes.PIPL
 
 thresholds := object.union(
@@ -17,7 +15,7 @@ thresholds := object.union(
 )
 
 # The PIPL data the route moves, merged over both ends: the largest declared volumes, any CIIO flag.
-pipl_ends := [e | some e in [lib.route.source, lib.route.destination]; "PIPL" in object.get(e, "regimes", [])]
+pipl_ends := [e | some e in [data.policyengine.lib.route.source, data.policyengine.lib.route.destination]; "PIPL" in object.get(e, "regimes", [])]
 
 classes := {k | some e in pipl_ends; some k in object.get(e, "data_classes", [])}
 
@@ -64,14 +62,13 @@ else := "exempt"
 
 accepted := {"assessment": {"cac_assessment"}, "contract": {"pipl_standard_contract", "pipl_certification", "cac_assessment"}}
 
-permitted(c) if lib.located_in(c, regime.home)
+facts := data.policyengine.lib.index.regimes.PIPL
 
-permitted(c) if tier == "exempt"
+home := {c | some c, f in facts; f.home}
 
-permitted(c) if {
-	tier != "exempt"
-	lib.valid_mechanism(accepted[tier], c)
-}
+permitted := data.policyengine.lib.all_clusters if tier == "exempt"
+
+else := home | data.policyengine.lib.covered(accepted[tier])
 
 reasons := concat("; ", sort(assessment_reasons)) if tier == "assessment"
 
@@ -81,40 +78,38 @@ needs := "a passed, unexpired CAC security assessment" if tier == "assessment"
 
 else := "a filed PIPL standard contract, a PIPL certification or a CAC security assessment"
 
-tier_article := lib.article("PIPL", "assessment", "PIPL Art. 40; CSL Art. 37; DSL Art. 31; CAC Order No. 16 Art. 7") if {
+tier_article := data.policyengine.lib.article("PIPL", "assessment", "PIPL Art. 40; CSL Art. 37; DSL Art. 31; CAC Order No. 16 Art. 7") if {
 	tier == "assessment"
-} else := lib.article("PIPL", "transfer", "PIPL Art. 38-39")
+} else := data.policyengine.lib.article("PIPL", "transfer", "PIPL Art. 38-39")
 
-problem(c) := v if {
-	lib.known(c)
-	not permitted(c)
-	t := lib.expired_mechanism(accepted[tier], c)
+moves := sprintf("PIPL: %s holds personal information of mainland China subjects; the route %s -> %s provides it outside the mainland", [data.policyengine.lib.service, data.policyengine.lib.source_text, data.policyengine.lib.destination_text])
+
+refused := {c | some c in data.policyengine.lib.known_ends; not c in permitted}
+
+expired := data.policyengine.lib.expired_of(accepted[tier])
+
+problems[c] := v if {
+	some c in refused
+	t := expired[c]
 	v := {
 		"rule": "pipl-mechanism-expired",
 		"article": tier_article,
-		"message": sprintf(
-			"PIPL: %s holds personal information of mainland China subjects; the route %s -> %s provides it outside the mainland (%s), and the %s %q recorded for it expired on %s",
-			[lib.service, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), lib.cluster(c).jurisdiction, t.type, t.id, t.expires],
-		),
+		"message": sprintf("%s (%s), and the %s %q recorded for it expired on %s", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, t.type, t.id, t.expires]),
 		"remedy": sprintf("renew %s %q in policies/transfers.yaml, or keep the route to %s", [t.type, t.id, permitted_text]),
 	}
 }
 
-problem(c) := v if {
-	lib.known(c)
-	not permitted(c)
-	not lib.expired_mechanism(accepted[tier], c)
+problems[c] := v if {
+	some c in refused
+	not expired[c]
 	v := {
 		"rule": sprintf("pipl-%s-required", [tier]),
 		"article": tier_article,
-		"message": sprintf(
-			"PIPL: %s holds personal information of mainland China subjects; the route %s -> %s provides it outside the mainland (%s), which needs %s because %s; none is recorded",
-			[lib.service, lib.describe(lib.route.source.cluster), lib.describe(lib.route.destination.cluster), lib.cluster(c).jurisdiction, needs, reasons],
-		),
-		"remedy": sprintf("keep the route to %s, or record %s for %s to %s in policies/transfers.yaml", [permitted_text, needs, lib.service, c]),
+		"message": sprintf("%s (%s), which needs %s because %s; none is recorded", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, needs, reasons]),
+		"remedy": sprintf("keep the route to %s, or record %s for %s to %s in policies/transfers.yaml", [permitted_text, needs, data.policyengine.lib.service, c]),
 	}
 }
 
-permitted_text := lib.join_clusters(data.policyengine.permitted_clusters) if {
+permitted_text := data.policyengine.lib.join_clusters(data.policyengine.permitted_clusters) if {
 	count(data.policyengine.permitted_clusters) > 0
 } else := "clusters in mainland China (none is declared)"

@@ -1,8 +1,11 @@
 """The embedded Rego engine: regorus (Rust), one engine per thread, compiled once per policy load.
 
 regorus engines are unsendable (using one from another thread panics), so each thread builds its own
-from the loaded modules and data the first time it evaluates after a load, then reuses it. All values
-cross the boundary as JSON text; any engine error, panic included, becomes an EngineError.
+from the loaded modules and data the first time it evaluates after a load, then reuses it. The decision
+entry point runs on regorus's compiled virtual machine (RVM), about four times faster than its tree
+interpreter here; other queries (explain, unit tests, ad-hoc rules) use the interpreter. The oracle
+tests check both against real OPA. All values cross the boundary as JSON text; any engine error,
+panic included, becomes an EngineError.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import regorus
 
-from policyengine.engine.base import EngineError, RegoTestResult
+from policyengine.engine.base import DECISION_QUERY, EngineError, RegoTestResult
 
 _BACKTRACE = "\n\nStack backtrace"
 _TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=)", re.MULTILINE)
@@ -41,12 +44,32 @@ class _Loaded:
         self.generation = generation
 
 
+class _ThreadEngines:
+    """What one thread evaluates with: the interpreter and, for the compiled entry points, an RVM."""
+
+    __slots__ = ("interpreter", "vm")
+
+    def __init__(self, interpreter: regorus.Engine, vm: regorus.Rvm | None) -> None:
+        self.interpreter = interpreter
+        self.vm = vm
+
+
+def _guarded(what: str, action: Any) -> Any:
+    try:
+        return action()
+    except BaseException as exc:  # regorus raises RuntimeError, or PanicException (a BaseException)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise EngineError(f"{what}: {clean_error(exc)}") from None
+
+
 class RegorusEngine:
-    """Engine over regorus; safe to share between threads (each thread gets its own regorus.Engine)."""
+    """Engine over regorus; safe to share between threads (each thread gets its own regorus engines)."""
 
     name = "regorus"
 
-    def __init__(self) -> None:
+    def __init__(self, compiled_entry_points: tuple[str, ...] = (DECISION_QUERY,)) -> None:
+        self._entry_points = compiled_entry_points
         self._loaded: _Loaded | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -56,43 +79,51 @@ class RegorusEngine:
         with self._lock:
             generation = self._loaded.generation + 1 if self._loaded else 1
             candidate = _Loaded(modules, data_json, generation)
-            engine = self._build(candidate)  # validates before swapping: a bad module never goes live
+            engines = self._build(candidate)  # validates before swapping: a bad module never goes live
             self._loaded = candidate
-        self._local.engine = engine
+        self._local.engines = engines
         self._local.generation = generation
 
-    def _build(self, loaded: _Loaded) -> regorus.Engine:
+    def _build(self, loaded: _Loaded) -> _ThreadEngines:
+        interpreter = self._interpreter(loaded)
+        vm = None
+        if self._entry_points:
+            modules = sorted(loaded.modules.items())
+            program = _guarded(
+                "compiling the Rego modules for the decision entry point failed",
+                lambda: regorus.Program.compile_from_modules(loaded.data_json, modules, list(self._entry_points)),
+            )
+            vm = regorus.Rvm()
+            _guarded("loading the compiled program failed", lambda: vm.load_program(program))
+            _guarded("loading the policy data failed", lambda: vm.set_data_json(loaded.data_json))
+        return _ThreadEngines(interpreter, vm)
+
+    def _interpreter(self, loaded: _Loaded) -> regorus.Engine:
         engine = regorus.Engine()
         for path, source in sorted(loaded.modules.items()):
-            try:
-                engine.add_policy(path, source)
-            except BaseException as exc:  # regorus raises RuntimeError, or PanicException (BaseException)
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
-                raise EngineError(f"Rego module {path} does not compile: {clean_error(exc)}") from None
-        try:
-            engine.add_data_json(loaded.data_json)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            raise EngineError(f"policy data rejected by the engine: {clean_error(exc)}") from None
+            _guarded(f"Rego module {path} does not compile", lambda p=path, s=source: engine.add_policy(p, s))
+        _guarded("policy data rejected by the engine", lambda: engine.add_data_json(loaded.data_json))
         return engine
 
-    def _engine(self) -> regorus.Engine:
+    def _engines(self) -> _ThreadEngines:
         loaded = self._loaded
         if loaded is None:
             raise EngineError("no policy is loaded into the Rego engine")
         if getattr(self._local, "generation", None) != loaded.generation:
-            self._local.engine = self._build(loaded)
+            self._local.engines = self._build(loaded)
             self._local.generation = loaded.generation
-        engine: regorus.Engine = self._local.engine
-        return engine
+        engines: _ThreadEngines = self._local.engines
+        return engines
 
     def evaluate(self, query: str, input_json: str) -> Any:
-        engine = self._engine()
+        engines = self._engines()
         try:
-            engine.set_input_json(input_json)
-            text = engine.eval_rule_as_json(query)
+            if engines.vm is not None and query in self._entry_points:
+                engines.vm.set_input_json(input_json)
+                text = engines.vm.execute_entry_point(query)
+            else:
+                engines.interpreter.set_input_json(input_json)
+                text = engines.interpreter.eval_rule_as_json(query)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -105,7 +136,7 @@ class RegorusEngine:
         loaded = self._loaded
         if loaded is None:
             raise EngineError("no policy is loaded into the Rego engine")
-        engine = self._engine()
+        engine = self._engines().interpreter
         results: list[RegoTestResult] = []
         for path, source in sorted(loaded.modules.items()):
             package_match = _PACKAGE.search(source)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from policyengine.policy.classification import Classifier
+from policyengine.policy.index import with_index
 from policyengine.policy.problems import Problem
 from policyengine.route import DataProfile
 
@@ -89,6 +90,7 @@ class LoadedPolicy:
             )
             for name, s in data["services"].items()
         }
+        data = with_index(data)  # static per-cluster facts the rules read (policy/index.py)
         return cls(directory, revision, data, modules, tuple(warnings), classifier, clusters, services)
 
     # clusters

@@ -1,0 +1,176 @@
+"""Decide routes: build the Rego input for a route, evaluate it, return a Decision.
+
+This is the one entry point to the rules. It never raises for a route: an engine failure becomes a
+deny whose violation carries the reason (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from policyengine.decision import Decision, Enforcement, Outcome, Violation
+from policyengine.engine.base import DECISION_QUERY, Engine, EngineError
+from policyengine.policy import LoadedPolicy
+from policyengine.route import DataProfile, Endpoint, PiplVolume, Route
+
+EXPLAIN_QUERY = "data.policyengine.explain.result"
+
+
+def serving_modules(modules: Mapping[str, str]) -> dict[str, str]:
+    """The modules that decide: every module except the `*_test.rego` unit tests."""
+    return {path: source for path, source in modules.items() if not path.endswith("_test.rego")}
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC timestamp in the fixed format the rules read (seconds precision, `Z`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_decision_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _pipl(volume: PiplVolume | None) -> dict[str, Any] | None:
+    if volume is None:
+        return None
+    return {"volume": volume.volume, "sensitive_volume": volume.sensitive_volume, "ciio": volume.ciio}
+
+
+def _endpoint_input(end: Endpoint) -> dict[str, Any]:
+    return {
+        "cluster": end.cluster,
+        "workload": end.workload,
+        "region": end.region,
+        "jurisdiction": end.jurisdiction,
+        "entity": end.entity,
+        "regimes": list(end.data.regimes),
+        "data_classes": list(end.data.data_classes),
+        "subjects": list(end.data.subjects),
+        "pipl": _pipl(end.data.pipl),
+    }
+
+
+def route_input(route: Route, now: datetime) -> dict[str, Any]:
+    """The Rego input document for a route (docs/policy-repo.md, "The Rego input")."""
+    return {
+        "route": {
+            "service": route.service,
+            "namespace": route.namespace,
+            "via": route.via,
+            "source": _endpoint_input(route.source),
+            "destination": _endpoint_input(route.destination),
+        },
+        "opt_out": route.opt_out,
+        "time": rfc3339(now),
+    }
+
+
+def engine_error_decision(
+    reason: str, route: Route, policy_revision: str, engine: str, latency_us: float, digest: str
+) -> Decision:
+    """Fail closed: an engine that cannot answer refuses the route, saying why."""
+    violation = Violation(
+        regime="ENGINE",
+        rule="engine-error",
+        article="policyengine: an undecidable route is refused",
+        message=f"the Rego engine could not decide {route.service} {route.source.cluster} -> "
+        f"{route.destination.cluster}: {reason}",
+        remedy="fix the policy or the engine (see `policyengine policy lint` and `policyengine test`), then retry",
+        cluster=route.destination.cluster,
+        enforcement=Enforcement.DENY.value,
+    )
+    return Decision(
+        decision_id=new_decision_id(),
+        outcome=Outcome.DENY,
+        enforcement=Enforcement.DENY,
+        violations=(violation,),
+        permitted_clusters=(),
+        policy_revision=policy_revision,
+        engine=engine,
+        latency_us=latency_us,
+        input_digest=digest,
+    )
+
+
+class Decider:
+    """Evaluates routes against one loaded policy on one engine (thread-safe; engines are per thread)."""
+
+    def __init__(self, policy: LoadedPolicy, engine: Engine) -> None:
+        self.policy = policy
+        self.engine = engine
+        self.revision = policy.revision
+        engine.load(serving_modules(policy.modules), policy.data)
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    def endpoint(self, cluster: str, workload: str | None = None, data: DataProfile | None = None) -> Endpoint:
+        """An Endpoint whose region, jurisdiction and entity come from the policy repo (never the caller)."""
+        info = self.policy.cluster_info(cluster)
+        return Endpoint(
+            cluster=cluster,
+            workload=workload,
+            data=data or DataProfile(),
+            region=info.region if info else None,
+            jurisdiction=info.jurisdiction if info else None,
+            entity=info.entity if info else None,
+        )
+
+    def decide(self, route: Route, *, now: datetime | None = None) -> Decision:
+        """Evaluate one route. Never raises: engine errors become a deny with the reason."""
+        started = time.perf_counter()
+        payload = json.dumps(route_input(route, now or datetime.now(UTC)), sort_keys=True, separators=(",", ":"))
+        digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+        try:
+            answer = self.engine.evaluate(DECISION_QUERY, payload)
+            decision = self._decision(answer, digest)
+        except (EngineError, KeyError, TypeError, ValueError) as exc:
+            latency = (time.perf_counter() - started) * 1e6
+            return engine_error_decision(str(exc), route, self.revision, self.engine.name, latency, digest)
+        return replace(decision, latency_us=(time.perf_counter() - started) * 1e6)
+
+    def _decision(self, answer: Any, digest: str) -> Decision:
+        if not isinstance(answer, dict) or "allowed" not in answer:
+            raise ValueError(f"the rules answered {str(answer)[:200]!r}, not a decision object")
+        violations = tuple(
+            sorted(
+                (Violation.from_dict(v) for v in answer.get("violations") or ()),
+                key=lambda v: (v.regime, v.cluster, v.rule),
+            )
+        )
+        permitted = tuple(sorted(answer.get("permitted_clusters") or ()))
+        enforcement = Enforcement(answer.get("enforcement") or Enforcement.DENY.value)
+        if answer["allowed"] is True:
+            outcome = Outcome.ALLOW
+        elif enforcement is Enforcement.REWRITE and permitted:
+            outcome = Outcome.REWRITE
+        else:
+            outcome = Outcome.DENY
+        return Decision(
+            decision_id=new_decision_id(),
+            outcome=outcome,
+            enforcement=enforcement,
+            violations=violations,
+            permitted_clusters=permitted,
+            policy_revision=self.revision,
+            engine=self.engine.name,
+            latency_us=0.0,
+            regimes=tuple(answer.get("regimes") or ()),
+            input_digest=digest,
+        )
+
+    def explain(self, route: Route, *, now: datetime | None = None) -> dict[str, Any]:
+        """The step-by-step evidence for a route (raises EngineError: explain is interactive)."""
+        payload = json.dumps(route_input(route, now or datetime.now(UTC)), sort_keys=True)
+        result = self.engine.evaluate(EXPLAIN_QUERY, payload)
+        if not isinstance(result, dict):
+            raise EngineError(f"{EXPLAIN_QUERY} answered {result!r}")
+        return result

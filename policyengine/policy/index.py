@@ -1,0 +1,93 @@
+"""The static index the Rego rules read beside the policy data (`data.policyengine.policy.index`).
+
+Facts that do not depend on the route are computed once per policy load instead of on every decision:
+for each regime and cluster, whether the cluster is in the regime's home, until when an adequacy
+decision covers it (its condition met by the entity running it), and for CCPA the entity's role and
+contract; for each transfer, the clusters its destination covers. The rules still decide: the index
+only says where things are. Dates use "" for "never valid" and "9999-12-31" for "never expires", so a
+rule tests validity with one string comparison against the decision date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+NEVER_EXPIRES = "9999-12-31"
+NOT_VALID = ""
+
+_CONDITIONS = {"dpf_certified": "dpf_certified", "ca_commercial": "ca_commercial"}
+
+
+def _until(expires: Any) -> str:
+    return NEVER_EXPIRES if expires in (None, "") else str(expires)
+
+
+def _covers(destination: Mapping[str, Any], cluster: Mapping[str, Any]) -> bool:
+    if destination.get("cluster") and destination["cluster"] == cluster["name"]:
+        return True
+    if destination.get("jurisdiction") and destination["jurisdiction"] in cluster.get("in", ()):
+        return True
+    return bool(destination.get("entity")) and destination["entity"] == cluster.get("entity")
+
+
+def _regime_facts(
+    regime: Mapping[str, Any], clusters: Mapping[str, Any], entities: Mapping[str, Any]
+) -> dict[str, Any]:
+    home = set(regime.get("home") or ())
+    adequacy: Mapping[str, Any] = regime.get("adequacy") or {}
+    facts: dict[str, Any] = {}
+    for name, cluster in clusters.items():
+        places = list(cluster.get("in") or ())
+        entity = entities.get(cluster.get("entity", ""), {}) or {}
+        adequate_until = NOT_VALID
+        unmet = None
+        for place in places:
+            decision = adequacy.get(place)
+            if decision is None:
+                continue
+            condition = decision.get("condition")
+            if condition is None or entity.get(_CONDITIONS.get(condition, condition)) is True:
+                adequate_until = max(adequate_until, _until(decision.get("expires")))
+            else:
+                unmet = condition
+        ccpa = entity.get("ccpa") or {}
+        facts[name] = {
+            "home": any(place in home for place in places),
+            "adequate_until": adequate_until,
+            "unmet_condition": unmet if adequate_until == NOT_VALID else None,
+            "own": entity.get("self") is True,
+            "role": ccpa.get("role"),
+            "contract_until": _until(ccpa.get("expires")) if ccpa.get("contract") else NOT_VALID,
+        }
+    return facts
+
+
+def build_index(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Derive the index from the compiled policy JSON (docs/policy-repo.md, "What Rego sees")."""
+    clusters: Mapping[str, Any] = data.get("clusters") or {}
+    entities: Mapping[str, Any] = data.get("entities") or {}
+    regimes: Mapping[str, Any] = data.get("regimes") or {}
+    transfers: dict[str, list[dict[str, Any]]] = {}
+    for transfer in data.get("transfers") or ():
+        destination = transfer.get("destination") or {}
+        covered = sorted(name for name, cluster in clusters.items() if _covers(destination, cluster))
+        transfers.setdefault(transfer.get("service", "*"), []).append(
+            {
+                "id": transfer.get("id"),
+                "type": transfer.get("type"),
+                "expires": transfer.get("expires"),
+                "until": _until(transfer.get("expires")),
+                "clusters": covered,
+            }
+        )
+    return {
+        "regimes": {name: _regime_facts(regime, clusters, entities) for name, regime in regimes.items()},
+        "transfers": transfers,
+        "clusters": sorted(clusters),
+    }
+
+
+def with_index(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy JSON plus its index, as loaded into every engine (embedded, OPA, bundles)."""
+    return {**data, "index": build_index(data)}
