@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -24,7 +26,8 @@ async def readyz(request: Request) -> Response:
     ready, checks = state.readiness()
     metrics.READY.set(1 if ready else 0)
     body = {"status": "ready" if ready else "not ready", "cluster": state.settings.cluster, "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    headers = {"x-policyengine-worker": str(os.getpid())}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
 
 @router.get("/metrics")
