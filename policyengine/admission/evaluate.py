@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from policyengine.admission.extract import extractors_for
@@ -62,12 +63,22 @@ class RouteDecider(Protocol):
     def decide(self, route: Route, *, now: datetime | None = None) -> Decision: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class EvaluationContext:
     """What else evaluation may look at: the other manifests applied together, and the decision time."""
 
     manifests: Sequence[Mapping[str, Any]] = ()
     now: datetime | None = None
+
+    @cached_property
+    def services(self) -> dict[str, Mapping[str, Any]]:
+        """The v1 Services among `manifests` by "namespace/name" (the first of each name wins)."""
+        index: dict[str, Mapping[str, Any]] = {}
+        for candidate in self.manifests:
+            key = _service_key(candidate)
+            if key is not None:
+                index.setdefault(key, candidate)
+        return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +99,21 @@ def truncate(text: str, limit: int = WARNING_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _service_object(
-    manifest: Mapping[str, Any], context: EvaluationContext, service: str
-) -> Mapping[str, Any] | None:
-    """The v1 Service named `service` among the manifest and the other manifests, if any."""
-    for candidate in (manifest, *context.manifests):
-        if not isinstance(candidate, Mapping) or candidate.get("kind") != "Service" or group_of(candidate):
-            continue
-        try:
-            if f"{namespace_of(candidate)}/{name_of(candidate)}" == service:
-                return candidate
-        except ManifestError:
-            continue
-    return None
+def _service_key(candidate: Any) -> str | None:
+    """ "namespace/name" of a v1 Service manifest, None for anything else."""
+    if not isinstance(candidate, Mapping) or candidate.get("kind") != "Service" or group_of(candidate):
+        return None
+    try:
+        return f"{namespace_of(candidate)}/{name_of(candidate)}"
+    except ManifestError:
+        return None
+
+
+def _service_object(manifest: Mapping[str, Any], context: EvaluationContext, service: str) -> Mapping[str, Any] | None:
+    """The v1 Service named `service`: the manifest itself, else one among the other manifests."""
+    if _service_key(manifest) == service:
+        return manifest
+    return context.services.get(service)
 
 
 def data_profile(
@@ -252,9 +265,7 @@ def combine(
         if plans and all(plan is not None for plan in plans):
             patch: JsonPatch = [op for plan in plans if plan is not None for op in plan.patch]
             removed = [line for plan in plans if plan is not None for line in plan.removed]
-            why = dict.fromkeys(
-                f"{v.cluster or 'route'} refused by {v.regime} ({v.article})" for v in violations
-            )
+            why = dict.fromkeys(f"{v.cluster or 'route'} refused by {v.regime} ({v.article})" for v in violations)
             return Decision(
                 outcome=Outcome.REWRITE,
                 enforcement=enforcement,
@@ -268,8 +279,7 @@ def combine(
     if remedies:
         extra_remedy = "; ".join(dict.fromkeys(remedies))
         violations = [
-            replace(v, remedy=f"{v.remedy}; or {extra_remedy}" if v.remedy else extra_remedy)
-            for v in violations
+            replace(v, remedy=f"{v.remedy}; or {extra_remedy}" if v.remedy else extra_remedy) for v in violations
         ]
     warnings: tuple[str, ...] = ()
     if enforcement in (Enforcement.WARN, Enforcement.DRYRUN):
