@@ -27,8 +27,14 @@ venv-test: $(VENV)/.installed-test
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The webhook server for cluster eu-1 on https://127.0.0.1:8443: development certificates in var/tls
+# (trust var/tls/ca.crt), SQLite audit in var/audit.db (migrated first), the default policy repo.
+AUDIT_DB ?= sqlite:///./var/audit.db
 run: venv
-	$(VENV)/bin/policyengine run-example
+	mkdir -p var
+	$(VENV)/bin/policyengine db upgrade --db $(AUDIT_DB)
+	$(VENV)/bin/policyengine serve --dev-certs --cluster eu-1 --policies policies --db $(AUDIT_DB) \
+		--spool-dir var/spool --host 127.0.0.1 --port 8443
 
 lint: venv-test
 	$(VENV)/bin/ruff check policyengine tests bench

@@ -23,7 +23,10 @@ def serve(
     policies: Annotated[Path, typer.Option(help="The policy repo directory.")] = Path("policies"),
     db: Annotated[
         str,
-        typer.Option(envvar="POLICYENGINE_AUDIT_URL", help="Audit database URL (run `db upgrade` first)."),
+        typer.Option(
+            envvar=["POLICYENGINE_AUDIT_DB", "POLICYENGINE_AUDIT_URL"],
+            help="Audit database URL (run `db upgrade` first).",
+        ),
     ] = "sqlite:///./var/audit.db",
     spool_dir: Annotated[
         Path | None, typer.Option(help="Where audit rows wait while the DB is down.")
