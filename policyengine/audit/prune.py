@@ -56,10 +56,7 @@ def prune(engine: Engine, before: datetime) -> list[Pruned]:
             ).scalar()
             bound = T.c.seq < first_kept if first_kept is not None else T.c.seq.isnot(None)
             last = c.execute(
-                select(T.c.seq, T.c.hash)
-                .where(T.c.chain_id == chain_id, bound)
-                .order_by(T.c.seq.desc())
-                .limit(1)
+                select(T.c.seq, T.c.hash).where(T.c.chain_id == chain_id, bound).order_by(T.c.seq.desc()).limit(1)
             ).first()
             if last is None:
                 continue

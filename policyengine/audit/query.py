@@ -101,8 +101,7 @@ def stream_rows(
 ) -> Iterator[dict[str, Any]]:
     """Matching rows in (time, id) order, fetched with a server-side cursor: constant memory."""
     selected = [
-        cast(T.c[name], Text).label(name) if json_as_text and name in JSON_COLUMNS else T.c[name]
-        for name in columns
+        cast(T.c[name], Text).label(name) if json_as_text and name in JSON_COLUMNS else T.c[name] for name in columns
     ]
     query = select(*selected).where(flt.where()).order_by(T.c.time, T.c.id)
     with engine.connect() as connection:

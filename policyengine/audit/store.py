@@ -80,15 +80,13 @@ def require_migrated(engine: Engine) -> None:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
         raise AuditStoreError(
-            f"audit database {url} is unreachable: {_first_line(exc)}; check the URL and that the "
-            f"server is up"
+            f"audit database {url} is unreachable: {_first_line(exc)}; check the URL and that the server is up"
         ) from exc
     head = head_revision()
     if current != head:
         state = "has no audit schema" if current is None else f"is at migration {current}"
         raise AuditStoreError(
-            f"audit database {url} {state}, this version needs {head}: "
-            f"run `policyengine db upgrade --db {url}` first"
+            f"audit database {url} {state}, this version needs {head}: run `policyengine db upgrade --db {url}` first"
         )
 
 

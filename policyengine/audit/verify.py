@@ -145,9 +145,7 @@ def _check(engine: Engine, row: dict[str, Any], expected_seq: int, expected_prev
     chain_id, seq = str(row["chain_id"]), int(row["seq"])
     if seq != expected_seq:
         missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
-        return Finding(
-            "deleted", chain_id, expected_seq, f"{missing} missing: the next row present is seq {seq}"
-        )
+        return Finding("deleted", chain_id, expected_seq, f"{missing} missing: the next row present is seq {seq}")
     recomputed = row_hash(row)
     if recomputed == row["hash"]:
         if row["prev_hash"] == expected_prev:
@@ -202,8 +200,7 @@ def _check(engine: Engine, row: dict[str, Any], expected_seq: int, expected_prev
         "edited",
         chain_id,
         seq,
-        f"neither its hash nor its link match: stored hash {row['hash'][:16]}…, content hashes to "
-        f"{recomputed[:16]}…",
+        f"neither its hash nor its link match: stored hash {row['hash'][:16]}…, content hashes to {recomputed[:16]}…",
     )
 
 
@@ -214,8 +211,6 @@ def _seq_of_hash(engine: Engine, chain_id: str, digest: str) -> int | None:
 
 def _lookup(connection: Connection, chain_id: str, digest: str) -> int | None:
     found = connection.execute(
-        select(audit_decision.c.seq).where(
-            audit_decision.c.chain_id == chain_id, audit_decision.c.hash == digest
-        )
+        select(audit_decision.c.seq).where(audit_decision.c.chain_id == chain_id, audit_decision.c.hash == digest)
     ).scalar()
     return None if found is None else int(found)

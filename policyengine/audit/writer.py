@@ -193,10 +193,7 @@ class AuditWriter:
         t, c = audit_decision, audit_checkpoint
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(t.c.seq, t.c.hash)
-                .where(t.c.chain_id == self.chain_id)
-                .order_by(t.c.seq.desc())
-                .limit(1)
+                select(t.c.seq, t.c.hash).where(t.c.chain_id == self.chain_id).order_by(t.c.seq.desc()).limit(1)
             ).first()
             if row is not None:
                 return int(row.seq), str(row.hash)

@@ -12,12 +12,24 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.store import display_url, make_engine, require_migrated, resolve_url
 
 app = typer.Typer(help="Audit trail: verify, export, prune.", no_args_is_help=True)
 db_app = typer.Typer(help="Audit database schema.", no_args_is_help=True)
+
+
+@app.callback()
+def audit_group() -> None:
+    """Audit trail: verify, export, prune."""
+
+
+@db_app.callback()
+def db_group() -> None:
+    """Audit database schema (Alembic migrations)."""
+
 
 err = Console(stderr=True)
 out = Console()
@@ -27,6 +39,18 @@ PROGRESS_MIN_ROWS = 50_000
 
 def _fail(exc: AuditStoreError) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _database_error(db: str | None, exc: SQLAlchemyError) -> typer.Exit:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    where = display_url(resolve_url(db))
+    err.print(
+        f"error: audit database {where}: {reason[0] if reason else type(exc).__name__}; "
+        f"check that it is reachable and migrated (`policyengine db upgrade --db {where}`)",
+        highlight=False,
+        soft_wrap=True,
+    )
     return typer.Exit(2)
 
 
@@ -78,6 +102,8 @@ def verify_cmd(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> Non
             report = verify(engine, progress)
     except AuditStoreError as exc:
         raise _fail(exc) from None
+    except SQLAlchemyError as exc:
+        raise _database_error(db, exc) from None
     for head in report.chains:
         state = "ok" if head.verified else "BROKEN"
         out.print(
@@ -97,9 +123,7 @@ def verify_cmd(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> Non
 
 @app.command("export")
 def export_cmd(
-    fmt: str = typer.Option(
-        ..., "--format", "-f", help="csv | jsonl | html | pdf | policyreport | openreports"
-    ),
+    fmt: str = typer.Option(..., "--format", "-f", help="csv | jsonl | html | pdf | policyreport | openreports"),
     out_file: Path = typer.Option(..., "--out", "-o", help="File to write; the manifest goes beside it."),
     since: str | None = typer.Option(None, help="From this UTC date/time (inclusive), e.g. 2025-03-01."),
     until: str | None = typer.Option(None, help="Up to this UTC date/time (exclusive)."),
@@ -131,6 +155,8 @@ def export_cmd(
             result = export(engine, fmt, out_file, flt, verify_chains=verify_chains, progress=progress)
     except AuditStoreError as exc:
         raise _fail(exc) from None
+    except SQLAlchemyError as exc:
+        raise _database_error(db, exc) from None
     note = ""
     if result.verification is not None:
         note = "; chains verify" if result.verification.ok else "; WARNING: chains do NOT verify"
@@ -153,10 +179,7 @@ def prune_cmd(
 
     try:
         cutoff: datetime | None
-        if before is not None:
-            cutoff = parse_when(before, option="--before")
-        else:
-            cutoff = retention_cutoff(retention_days)
+        cutoff = parse_when(before, option="--before") if before is not None else retention_cutoff(retention_days)
         if cutoff is None:
             raise AuditStoreError(
                 "nothing to prune by: give --before DATE or --retention-days N "
@@ -166,10 +189,10 @@ def prune_cmd(
         pruned = prune(engine, cutoff)
     except AuditStoreError as exc:
         raise _fail(exc) from None
+    except SQLAlchemyError as exc:
+        raise _database_error(db, exc) from None
     for item in pruned:
-        out.print(
-            f"chain {item.chain_id}: pruned {item.rows} rows through seq {item.through_seq}", highlight=False
-        )
+        out.print(f"chain {item.chain_id}: pruned {item.rows} rows through seq {item.through_seq}", highlight=False)
     out.print(f"pruned {sum(p.rows for p in pruned)} rows before {cutoff.isoformat()}", highlight=False)
 
 

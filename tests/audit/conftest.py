@@ -30,9 +30,7 @@ def pg_empty_url() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at 127.0.0.1:5432 is required (run .ci/run or scripts/system-deps.sh): {exc}"
-        )
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required (run .ci/run or scripts/system-deps.sh): {exc}")
     try:
         yield PG_BASE + name
     finally:

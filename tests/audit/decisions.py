@@ -108,9 +108,7 @@ def routing_record(decision: Decision, when: datetime | None = None) -> AuditRec
     )
 
 
-def mixed_records(
-    count: int, start: datetime = T0, step: timedelta = timedelta(minutes=7)
-) -> list[AuditRecord]:
+def mixed_records(count: int, start: datetime = T0, step: timedelta = timedelta(minutes=7)) -> list[AuditRecord]:
     """`count` records cycling denial, rewrite, allow, allow, one every `step` from `start`."""
     out: list[AuditRecord] = []
     for n in range(count):

@@ -54,9 +54,7 @@ def test_two_processes_with_eight_threads_each(db_url: str, tmp_path: Path) -> N
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert out.rstrip().endswith("done")
-    reported = [
-        line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("recorded")
-    ]
+    reported = [line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("recorded")]
     stored = _stored_ids(db_url)
     assert len(reported) == len(stored) == 2 * per_thread * threads
     assert sorted(reported) == sorted(stored)

@@ -23,9 +23,7 @@ def _rows(url: str) -> list[dict[str, object]]:
     try:
         with engine.connect() as connection:
             cols = [audit_decision.c[name] for name in ROW_COLUMNS]
-            result = connection.execute(
-                select(*cols).order_by(audit_decision.c.chain_id, audit_decision.c.seq)
-            )
+            result = connection.execute(select(*cols).order_by(audit_decision.c.chain_id, audit_decision.c.seq))
             return [dict(r) for r in result.mappings()]
     finally:
         engine.dispose()

@@ -52,8 +52,7 @@ def _result_of(row: dict[str, Any], violation: dict[str, Any] | None) -> dict[st
         "decision_id": row["decision_id"],
         "decision": row["decision"],
         "source": row["source"],
-        "regions": ",".join(filter(None, [row["source_cluster"], row["destination_cluster"]]))
-        or row["cluster"],
+        "regions": ",".join(filter(None, [row["source_cluster"], row["destination_cluster"]])) or row["cluster"],
         "permitted_clusters": ",".join(row["permitted_clusters"]),
         "policy_revision": row["policy_revision"],
     }

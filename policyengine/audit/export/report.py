@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, select_autoescape
-from sqlalchemy import Engine, func, literal_column, select
+from sqlalchemy import Engine, case, func, literal_column, select
 
 from policyengine.audit.chain import as_utc, format_time
 from policyengine.audit.export.report_template import TEMPLATE
@@ -62,29 +62,22 @@ def _bucket_expr(dialect: str, hourly: bool) -> Any:
     return func.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d", T.c.time)
 
 
-def collect(
-    engine: Engine, flt: ExportFilter, database: str, verification: VerifyReport | None
-) -> ReportData:
+def collect(engine: Engine, flt: ExportFilter, database: str, verification: VerifyReport | None) -> ReportData:
     """Run the report's queries."""
     where = flt.where()
     data = ReportData(generated_at=format_time(datetime.now(UTC)), database=database, filters=flt.describe())
     data.verification = verification
-    deny = func.sum(func.cast(T.c.decision == "deny", T.c.seq.type))
-    rewrite = func.sum(func.cast(T.c.decision == "rewrite", T.c.seq.type))
+    deny = func.sum(case((T.c.decision == "deny", 1), else_=0))
+    rewrite = func.sum(case((T.c.decision == "rewrite", 1), else_=0))
     with engine.connect() as c:
-        total, first, last = c.execute(
-            select(func.count(), func.min(T.c.time), func.max(T.c.time)).where(where)
-        ).one()
+        total, first, last = c.execute(select(func.count(), func.min(T.c.time), func.max(T.c.time)).where(where)).one()
         data.rows = int(total)
         data.first = as_utc(first) if first else None
         data.last = as_utc(last) if last else None
         data.by_decision = [
             (str(d), int(n))
             for d, n in c.execute(
-                select(T.c.decision, func.count())
-                .where(where)
-                .group_by(T.c.decision)
-                .order_by(func.count().desc())
+                select(T.c.decision, func.count()).where(where).group_by(T.c.decision).order_by(func.count().desc())
             )
         ]
         per_regime: Counter[str] = Counter()
@@ -97,9 +90,7 @@ def collect(
                 per_regime[regime] += int(n)
                 per_regime_deny[regime] += int(d or 0)
                 per_regime_rewrite[regime] += int(r or 0)
-        data.by_regime = [
-            (k, v, per_regime_deny[k], per_regime_rewrite[k]) for k, v in per_regime.most_common()
-        ]
+        data.by_regime = [(k, v, per_regime_deny[k], per_regime_rewrite[k]) for k, v in per_regime.most_common()]
         data.by_cluster = [
             (str(cl) or "(none)", int(n), int(d or 0), int(r or 0))
             for cl, n, d, r in c.execute(
@@ -109,9 +100,7 @@ def collect(
                 .order_by(func.count().desc())
             )
         ]
-        subject = func.coalesce(
-            func.nullif(T.c.service, ""), T.c.namespace + literal_column("'/'") + T.c.name
-        )
+        subject = func.coalesce(func.nullif(T.c.service, ""), T.c.namespace + literal_column("'/'") + T.c.name)
         top = (
             select(
                 T.c.decision,
@@ -123,9 +112,7 @@ def collect(
                 func.count().label("n"),
             )
             .where(where, T.c.decision.in_(("deny", "rewrite")))
-            .group_by(
-                T.c.decision, subject, T.c.kind, T.c.source_cluster, T.c.destination_cluster, T.c.cluster
-            )
+            .group_by(T.c.decision, subject, T.c.kind, T.c.source_cluster, T.c.destination_cluster, T.c.cluster)
             .order_by(func.count().desc())
             .limit(TOP_LIMIT * 2)
         )
@@ -135,16 +122,11 @@ def collect(
         bucket = _bucket_expr(engine.dialect.name, hourly).label("bucket")
         bars: dict[str, dict[str, int]] = {}
         for label, decision, n in c.execute(
-            select(bucket, T.c.decision, func.count())
-            .where(where)
-            .group_by(bucket, T.c.decision)
-            .order_by(bucket)
+            select(bucket, T.c.decision, func.count()).where(where).group_by(bucket, T.c.decision).order_by(bucket)
         ):
             bars.setdefault(str(label), {})[str(decision)] = int(n)
         data.timeline = [Bar(k, v) for k, v in sorted(bars.items())]
-        data.denials_total = int(
-            c.execute(select(func.count()).where(where, T.c.decision == "deny")).scalar_one()
-        )
+        data.denials_total = int(c.execute(select(func.count()).where(where, T.c.decision == "deny")).scalar_one())
         denial_cols = [
             T.c[name]
             for name in (
@@ -153,10 +135,7 @@ def collect(
             )
         ]  # fmt: skip
         for row in c.execute(
-            select(*denial_cols)
-            .where(where, T.c.decision == "deny")
-            .order_by(T.c.time.desc())
-            .limit(DENIAL_LIMIT)
+            select(*denial_cols).where(where, T.c.decision == "deny").order_by(T.c.time.desc()).limit(DENIAL_LIMIT)
         ).mappings():
             item = dict(row)
             violations = item["violations"]

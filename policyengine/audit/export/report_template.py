@@ -14,6 +14,7 @@ TEMPLATE = """<!DOCTYPE html>
   .meta { color: #555; } .ok { color: #1e8449; font-weight: bold; } .bad { color: #c0392b; font-weight: bold; }
   .grid { display: flex; gap: 24px; flex-wrap: wrap; } code { font-size: 10px; word-break: break-all; }
   .deny { color: #c0392b; } .rewrite { color: #d68910; } .allow { color: #1e8449; }
+  td.article { white-space: nowrap; }
   @page { size: A4 landscape; margin: 12mm; }
 </style>
 </head>
@@ -56,7 +57,7 @@ Filters: {% for k, v in d.filters.items() if v %}{{ k }}={{ v }} {% else %}none{
 {% for row in d.denials %}{% for v in (row.violations or [{}]) %}<tr>
 <td>{{ row.time }}</td><td>{{ row.cluster }}</td>
 <td>{% if row.service %}{{ row.service }}{% else %}{{ row.kind }} {{ row.namespace }}/{{ row.name }}{% endif %}</td>
-<td>{{ v.regime }}</td><td>{{ v.article }}</td>
+<td>{{ v.regime }}</td><td class="article">{{ v.article }}</td>
 <td>{% if row.source_cluster %}{{ row.source_cluster }} → {{ row.destination_cluster }}; {% endif %}{% if v.cluster %}refused: {{ v.cluster }}; {% endif %}permitted: {{ row.permitted_clusters | join(", ") or "none" }}</td>
 <td>{{ v.message }}</td><td>{{ v.remedy }}</td></tr>{% endfor %}{% endfor %}
 </table>
