@@ -264,7 +264,8 @@ class OpaState:
                         continue
                     handle = tar.extractfile(member)
                     raw = handle.read() if handle else b""
-                    path = PurePosixPath("/" + member.name.lstrip("./").lstrip("/"))
+                    name = member.name[2:] if member.name.startswith("./") else member.name
+                    path = PurePosixPath("/" + name.lstrip("/"))
                     if path.name == ".manifest":
                         manifest = json.loads(raw)
                     elif path.suffix == ".rego":
