@@ -1,0 +1,138 @@
+"""The Decider: inputs built from the policy (never the caller), fail-closed engine errors, the RVM
+entry point agreeing with the regorus interpreter, decision ids and digests."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from datetime import UTC, datetime
+
+from scenarios import load_scenarios
+
+from policyengine.decide import DECISION_QUERY, Decider, route_input
+from policyengine.decision import Enforcement, Outcome
+from policyengine.engine import EngineError
+from policyengine.engine.regorus import RegorusEngine
+from policyengine.policy import LoadedPolicy
+from policyengine.route import DataProfile, Route
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_endpoint_location_comes_from_the_policy(decider: Decider) -> None:
+    end = decider.endpoint("hk-1")
+    assert (end.region, end.jurisdiction, end.entity) == ("azure/eastasia", "HK", "acme")
+    unknown = decider.endpoint("mars-1")
+    assert (unknown.region, unknown.jurisdiction) == (None, None)
+
+
+def test_route_input_matches_the_contract(decider: Decider, policy: LoadedPolicy) -> None:
+    route = Route(
+        "shop/profile",
+        decider.endpoint("cn-1"),
+        decider.endpoint("hk-1", "shop/profile", policy.classify("shop", "profile")),
+    )
+    doc = route_input(route, NOW)
+    assert doc["time"] == "2026-11-26T12:00:00Z"
+    assert doc["route"]["namespace"] == "shop"
+    dest = doc["route"]["destination"]
+    assert dest["regimes"] == ["PIPL"]
+    assert dest["pipl"] == {"volume": 250000, "sensitive_volume": 5000, "ciio": False}
+    assert doc["route"]["source"]["regimes"] == []
+
+
+class BrokenEngine:
+    """An engine that fails every evaluation, as a crashed or misconfigured engine would."""
+
+    name = "broken"
+
+    def load(self, modules: object, data: object) -> None:
+        return None
+
+    def evaluate(self, query: str, input_json: str) -> object:
+        raise EngineError("builtin error: boom")
+
+    def run_tests(self) -> list[object]:
+        return []
+
+
+def test_engine_error_is_a_deny_with_the_reason(policy: LoadedPolicy) -> None:
+    decider = Decider(policy, BrokenEngine())  # type: ignore[arg-type]
+    route = Route("shop/catalog", decider.endpoint("eu-1"), decider.endpoint("eu-2"))
+    decision = decider.decide(route, now=NOW)
+    assert decision.outcome is Outcome.DENY and decision.enforcement is Enforcement.DENY
+    assert decision.enforced
+    assert "boom" in decision.violations[0].message
+    assert decision.violations[0].rule == "engine-error"
+
+
+def test_a_bad_module_never_goes_live(policy: LoadedPolicy) -> None:
+    engine = RegorusEngine()
+    engine.load(policy.modules, policy.data)
+    broken = dict(policy.modules, **{"policies/rego/bad.rego": "package policyengine\nx := y +\n"})
+    try:
+        engine.load(broken, policy.data)
+    except EngineError as exc:
+        assert "policies/rego/bad.rego" in str(exc)
+    else:
+        raise AssertionError("a module that does not parse was accepted")
+    answer = engine.evaluate("data.policyengine.lib.today", json.dumps({"time": "2026-01-02T00:00:00Z"}))
+    assert answer == "2026-01-02"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("data.policyengine.lib.source_text", "undefined"), ("data.policyengine.no_such_rule", "not a valid rule path")],
+)
+def test_undefined_or_unknown_rule_is_an_error(decider: Decider, query: str, words: str) -> None:
+    with pytest.raises(EngineError, match=words):
+        decider.engine.evaluate(query, "{}")
+
+
+def test_compiled_entry_point_agrees_with_the_interpreter(policy: LoadedPolicy, decider: Decider) -> None:
+    """The decision runs on regorus's RVM; every scenario must give what the tree interpreter gives."""
+    interpreter = RegorusEngine(compiled_entry_points=())
+    interpreter.load(policy.modules, policy.data)
+    for scenario in load_scenarios():
+        payload = json.dumps(route_input(scenario.route(decider), scenario.time))
+        assert decider.engine.evaluate(DECISION_QUERY, payload) == interpreter.evaluate(DECISION_QUERY, payload), (
+            scenario.name
+        )
+
+
+def test_ids_are_unique_and_digests_follow_the_input(decider: Decider) -> None:
+    route = Route("shop/catalog", decider.endpoint("eu-1"), decider.endpoint("eu-2"))
+    a, b = decider.decide(route, now=NOW), decider.decide(route, now=NOW)
+    assert a.decision_id != b.decision_id
+    assert a.input_digest == b.input_digest
+    later = decider.decide(route, now=datetime(2027, 1, 1, tzinfo=UTC))
+    assert later.input_digest != a.input_digest
+    assert a.policy_revision == decider.policy.revision and a.engine == "regorus"
+
+
+def test_threads_each_get_their_own_engine(decider: Decider) -> None:
+    """regorus engines are unsendable: deciding from many threads must work and agree."""
+    route = Route(
+        "shop/checkout",
+        decider.endpoint("eu-1"),
+        decider.endpoint("us-ca-1", "shop/checkout", DataProfile(("personal",), ("EEA",), ("GDPR",))),
+    )
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                results.append(decider.decide(route, now=NOW).outcome.value)
+        except BaseException as exc:  # a panic is a BaseException
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert set(results) == {"rewrite"} and len(results) == 80
