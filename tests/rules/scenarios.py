@@ -37,7 +37,9 @@ class Scenario:
         return Route(
             service=self.service,
             source=decider.endpoint(self.source, workload=self.workload, data=source_data),
-            destination=decider.endpoint(self.destination, workload=self.service, data=policy.classify(namespace, name)),
+            destination=decider.endpoint(
+                self.destination, workload=self.service, data=policy.classify(namespace, name)
+            ),
             via=f"scenario: {self.name}",
             opt_out=self.opt_out,
         )

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
-
-import pytest
 from datetime import UTC, datetime
 
+import pytest
 from scenarios import load_scenarios
 
 from policyengine.decide import DECISION_QUERY, Decider, route_input
