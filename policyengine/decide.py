@@ -127,7 +127,7 @@ class Decider:
     def decide(self, route: Route, *, now: datetime | None = None) -> Decision:
         """Evaluate one route. Never raises: engine errors become a deny with the reason."""
         started = time.perf_counter()
-        payload = json.dumps(route_input(route, now or datetime.now(UTC)), sort_keys=True, separators=(",", ":"))
+        payload = json.dumps(route_input(route, now or datetime.now(UTC)), separators=(",", ":"))
         digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
         try:
             answer = self.engine.evaluate(DECISION_QUERY, payload)
