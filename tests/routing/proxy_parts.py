@@ -24,8 +24,6 @@ from routing.parts import POLICIES, REPO
 
 NGINX_TEMPLATE = REPO / "deploy" / "proxies" / "nginx.conf"
 SERVE_COMMAND = (sys.executable, "-m", "policyengine.cli.main", "serve")
-if os.environ.get("PE_DEV_SERVE"):  # DEV ONLY, REMOVE
-    SERVE_COMMAND = (sys.executable, os.environ["PE_DEV_SERVE"])
 
 
 def free_port() -> int:
@@ -58,15 +56,13 @@ class ClusterUpstream:
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)
-                upstream.seen.append(
-                    (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
-                )
+                upstream.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
                 body = upstream.name.encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/plain")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                # One write for head and body: two small writes meet Nagle and delayed ACK (40 ms).
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer
 

@@ -37,7 +37,9 @@ def test_gdpr_caller_gets_only_eea_clusters_in_preference_order(default_snapshot
     table = DecisionTable.build(default_snapshot.policy, default_snapshot.decider, "eu-1")
     answer = table.lookup(ident(CHECKOUT), "shop/catalog", False)
     assert answer.allowed
-    assert answer.clusters == ("eu-1", "eu-2")  # here, then the other EEA cluster; never us-1
+    # here, then the others GDPR permits: the other EEA cluster and partner-1 (run by a DPF-certified
+    # partner, adequate under GDPR Art. 45); never us-1 (its SCC expired).
+    assert answer.clusters == ("eu-1", "eu-2", "partner-1")
     assert "GDPR" in answer.decision.regimes
     unregulated = table.lookup(ident(CATALOG), "shop/catalog", False)
     assert unregulated.clusters[0] == "eu-1"
@@ -67,7 +69,7 @@ def test_unknown_identity_is_judged_once_then_cached(default_snapshot: Snapshot)
     stranger = ident("spiffe://acme.example/ns/shop/sa/checkout-canary")  # classified as checkout (GDPR)
     first = table.lookup(stranger, "shop/catalog", False)
     assert not first.known
-    assert first.clusters == ("eu-1", "eu-2")
+    assert first.clusters == ("eu-1", "eu-2", "partner-1")
     assert table.lookup(stranger, "shop/catalog", False) is first  # no second engine call
     assert table.cached == 1
     for n in range(3):  # the cache is bounded
@@ -81,7 +83,7 @@ def test_unknown_host_in_kubernetes_form_is_judged_by_classification(default_sna
     service = table.destination_of("checkout-v2.shop.svc.cluster.local")
     assert service == "shop/checkout-v2"
     answer = table.lookup(ident(CATALOG), service, False)
-    assert answer.allowed and set(answer.clusters) == {"eu-1", "eu-2"}  # GDPR by the checkout-* rule
+    assert answer.allowed and answer.clusters == ("eu-1", "eu-2", "partner-1")  # GDPR: the checkout-* rule
     assert table.destination_of("www.example.com") is None
 
 
