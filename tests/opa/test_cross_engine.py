@@ -7,6 +7,7 @@ evaluation is the real OPA Go evaluator, so this is the oracle check of DESIGN.m
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +101,23 @@ def test_every_route_of_the_grid_decides_the_same(policy: LoadedPolicy, deciders
             differences.append((label, comparable(embedded), comparable(remote)))
     assert not differences, differences[:3]
     assert seen["allow"] and seen["deny"], seen  # the grid exercises both answers
+
+
+def route_scenarios() -> list[Any]:
+    """The core's route scenarios (tests/scenarios/*.yaml, read by tests/rules/scenarios.py)."""
+    sys.path.insert(0, str(ROOT / "tests" / "rules"))
+    from scenarios import load_scenarios
+
+    return [pytest.param(s, id=s.name) for s in load_scenarios()]
+
+
+@pytest.mark.parametrize("scenario", route_scenarios())
+def test_every_scenario_decides_the_same_and_as_expected(scenario: Any, deciders: dict[str, Decider]) -> None:
+    route = scenario.route(deciders["regorus"])
+    embedded = deciders["regorus"].decide(route, now=scenario.time)
+    remote = deciders["opa"].decide(route, now=scenario.time)
+    assert comparable(embedded) == comparable(remote)
+    assert remote.outcome.value == scenario.expect["outcome"], remote.violations
 
 
 def example_manifests() -> list[Any]:
