@@ -83,12 +83,17 @@ def bench_table(seconds: float) -> None:
 # -- HTTP load --------------------------------------------------------------------------------------
 
 
-def serve_app(port: int, cert: str, key: str, db_url: str) -> None:
-    """The real server app plus a no-op GET endpoint, on uvicorn over HTTPS (runs in a subprocess)."""
+def serve_app(port: int, cert: str, key: str, db_url: str, audit: bool = True) -> None:
+    """The real server app plus a no-op GET endpoint, on uvicorn over HTTPS (runs in a subprocess).
+
+    With `audit=False` the writer is detached after startup: the filter's own cost, for comparison only.
+    """
     import logging
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
 
     import uvicorn
-    from fastapi import Response
+    from fastapi import APIRouter, FastAPI, Response
 
     from policyengine.api.app import create_app
     from policyengine.api.settings import Settings
@@ -99,6 +104,15 @@ def serve_app(port: int, cert: str, key: str, db_url: str) -> None:
     @app.get("/bench/noop")
     async def noop() -> Response:
         return Response(status_code=200, headers={"x-policyengine-cluster": "eu-1"})
+
+    if not audit:
+
+        @asynccontextmanager
+        async def detach_audit(app_: FastAPI) -> AsyncIterator[None]:
+            app_.state.pe.audit = None
+            yield
+
+        app.include_router(APIRouter(lifespan=detach_audit))
 
     uvicorn.run(app, host="127.0.0.1", port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning")
 
@@ -158,7 +172,7 @@ def http_get(path: str, host: str, extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
 
 
-def bench_server(seconds: float, connections: int, db_url: str, tmp: Path) -> None:
+def bench_server(seconds: float, connections: int, db_url: str, tmp: Path, audit: bool = True) -> None:
     from routing.proxy_parts import free_port
 
     from policyengine.api.tls import make_dev_certificates
@@ -166,11 +180,11 @@ def bench_server(seconds: float, connections: int, db_url: str, tmp: Path) -> No
     certs = make_dev_certificates(tmp / "tls")
     port = free_port()
     server = multiprocessing.get_context("spawn").Process(
-        target=serve_app, args=(port, str(certs.cert), str(certs.key), db_url), daemon=True
+        target=serve_app, args=(port, str(certs.cert), str(certs.key), db_url, audit), daemon=True
     )
     server.start()
     try:
-        _wait_ready(port, str(certs.ca_cert))
+        _wait_ready(port, str(certs.ca_cert), "/readyz" if audit else "/healthz")
         authz = http_get(
             "/v1/authz",
             CATALOG_HOST,
@@ -184,8 +198,9 @@ def bench_server(seconds: float, connections: int, db_url: str, tmp: Path) -> No
         authz_lat = load(port, ca, authz, seconds, connections, 1)
         rows = _routing_rows(db_url) - rows_before
         noop_rate, authz_rate = len(noop_lat) / seconds, len(authz_lat) / seconds
+        label = "with audit (PostgreSQL)" if audit else "WITHOUT audit (comparison only)"
         print(
-            f"/v1/authz with audit (PostgreSQL): {authz_rate:,.0f} req/s (p50 {_pct(authz_lat, 50):.2f} ms); "
+            f"/v1/authz {label}: {authz_rate:,.0f} req/s (p50 {_pct(authz_lat, 50):.2f} ms); "
             f"no-op endpoint: {noop_rate:,.0f} req/s (p50 {_pct(noop_lat, 50):.2f} ms); "
             f"ratio {authz_rate / noop_rate:.2f}; audit rows {rows} for {len(authz_lat)} authz requests"
         )
@@ -194,14 +209,14 @@ def bench_server(seconds: float, connections: int, db_url: str, tmp: Path) -> No
         server.join(10)
 
 
-def _wait_ready(port: int, ca: str) -> None:
+def _wait_ready(port: int, ca: str, path: str) -> None:
     import httpx
 
     deadline = time.monotonic() + 60
     ctx = ssl.create_default_context(cafile=ca)
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"https://127.0.0.1:{port}/readyz", verify=ctx, timeout=2).status_code == 200:
+            if httpx.get(f"https://127.0.0.1:{port}{path}", verify=ctx, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -294,6 +309,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="pe-bench-") as tmp:
             if args.only in (None, "server"):
                 bench_server(args.seconds, args.connections, PG_BASE + name, Path(tmp))
+                bench_server(args.seconds, args.connections, PG_BASE + name, Path(tmp), audit=False)
             if args.only in (None, "nginx"):
                 bench_nginx(args.seconds, PG_BASE + name, Path(tmp))
     finally:
