@@ -238,7 +238,7 @@ class OpaEngine:
                 raise self._fail(
                     "timeout",
                     f"OPA at {self.address} did not answer {what} within {self.timeout:g}s "
-                    "(check the OPA container's CPU and logs, or raise --opa-timeout)",
+                    "(check the OPA container's CPU limits and logs)",
                 ) from None
             except (requests.ConnectionError, ConnectionsError):
                 if attempt < self.retries:
