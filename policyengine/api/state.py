@@ -154,6 +154,8 @@ class AppState:
             destination = snapshot.decider.endpoint(names[-1])
             snapshot.decider.decide(Route("policyengine/warm-up", source, destination, via="warm-up"))
 
+        if self.settings.eval_threads == 0:
+            return  # the event loop's engine compiles on its first request
         try:
             self.executor.submit(decide_once).result(timeout=30)
         except Exception:
@@ -167,7 +169,13 @@ class AppState:
         return self._executor
 
     async def run_evaluation(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on an evaluation thread (engines are per thread); cancellation leaves it finishing."""
+        """Run `fn` on an evaluation thread (engines are per thread); cancellation leaves it finishing.
+
+        With `eval_threads=0` it runs inline on the event loop: no thread hand-off (the deadline then
+        covers the audit write only; an evaluation is well under a millisecond with regorus).
+        """
+        if self.settings.eval_threads == 0:
+            return fn()
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
     # -- lifecycle ----------------------------------------------------------------------------------

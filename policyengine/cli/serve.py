@@ -72,6 +72,9 @@ def serve(
     runtime_dir: Annotated[
         Path | None, typer.Option(help="Scratch dir shared by workers (default: temp).")
     ] = None,
+    eval_threads: Annotated[
+        int, typer.Option(min=0, help="Threads that evaluate Rego off the event loop (0: on the loop).")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     echo_endpoint: Annotated[bool, typer.Option("--echo-endpoint", hidden=True)] = False,
 ) -> None:
@@ -125,6 +128,7 @@ def serve(
             cert_check_seconds=cert_check_seconds,
             policy_check_seconds=policy_check_seconds,
             runtime_dir=runtime_dir,
+            eval_threads=eval_threads,
             log_level=log_level,
             echo_endpoint=echo_endpoint,
         )
