@@ -20,9 +20,8 @@ test_us_own_cluster_denied_even_when_business_runs_it if {
 }
 
 test_us_not_dpf_is_adequacy_condition if {
-	# acme runs us-1 and is not DPF-certified: the US decision does not cover it.
-	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "us-1", t.gdpr)
-		with data.policyengine.policy.index.transfers as {}
+	# acme runs us-1 and is not DPF-certified: the US decision does not cover it (shop/orders has no SCC).
+	d := data.policyengine.decision with input as t.route("shop/orders", "eu-1", t.none, "us-1", t.gdpr)
 	t.rules(d) == {"gdpr-adequacy-condition"}
 	some v in d.violations
 	v.article == "GDPR Art. 45"
@@ -147,7 +146,6 @@ test_japan_adequate_without_condition if {
 
 test_california_cluster_is_in_us_for_adequacy if {
 	# us-ca-1 is US-CA, inside US: the US adequacy condition applies, acme is not certified.
-	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "us-ca-1", t.gdpr)
-		with data.policyengine.policy.index.transfers as {}
+	d := data.policyengine.decision with input as t.route("shop/orders", "eu-1", t.none, "us-ca-1", t.gdpr)
 	t.rules(d) == {"gdpr-adequacy-condition"}
 }

@@ -6,7 +6,7 @@ package policyengine.lib
 
 policy := data.policyengine.policy
 
-index := policy.index
+index := data.policyengine.policy.index
 
 route := input.route
 

@@ -8,8 +8,8 @@ test_mainland_to_mainland_allowed if {
 }
 
 test_hong_kong_is_outside_the_mainland if {
-	d := data.policyengine.decision with input as t.route("shop/profile", "cn-1", t.none, "hk-1", t.profile)
-		with data.policyengine.policy.index.transfers as {}
+	# shop/accounts holds the same data as profile but has no standard contract on record.
+	d := data.policyengine.decision with input as t.route("shop/accounts", "cn-1", t.none, "hk-1", t.profile)
 	not d.allowed
 	t.rules(d) == {"pipl-contract-required"}
 }
