@@ -3,15 +3,16 @@ patches applied with jsonpatch, idempotence, audit rows and their chain, metrics
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
 
-from policyengine.admission.evaluate import evaluate_manifest
 from policyengine.audit.verify import verify
-from policyengine.decide import Decider
-from policyengine.engine import make_engine
-from policyengine.policy import load_policy
 
 from .harness import Server, apply, patch_of, review
 from .objects import config_map, deployment, exported_service, http_route
@@ -148,23 +149,32 @@ def test_every_decision_is_one_audit_row_and_the_chain_verifies(server: Server) 
     assert report.ok, report
 
 
-def test_decisions_equal_an_offline_evaluation_of_the_same_manifests(server: Server) -> None:
-    """The webhook decides as `policyengine check` does (both call evaluate_manifest on the policy)."""
-    policy = load_policy(server.policies)
-    decider = Decider(policy, make_engine("regorus"))
-    for obj in (
-        http_route("shop", "profile"),
-        http_route("shop", "catalog"),
-        http_route("shop", "checkout-ledger"),
+def test_decisions_equal_policyengine_check_on_the_same_manifests(server: Server, tmp_path: Path) -> None:
+    objects = [
+        http_route("shop", "profile", name="a"),
+        http_route("shop", "catalog", name="b"),
+        http_route("shop", "checkout-ledger", name="c"),
         exported_service("payments"),
-        http_route("warned", "ledger"),
-        http_route("sandbox", "ledger"),
-    ):
-        offline = evaluate_manifest(obj, decider, "eu-1")
+        http_route("warned", "ledger", name="d"),
+        http_route("sandbox", "ledger", name="e"),
+    ]
+    manifests = tmp_path / "manifests.yaml"
+    manifests.write_text(yaml.safe_dump_all(objects))
+    command = [sys.executable, "-m", "policyengine.cli.main", "check", str(manifests), "--cluster", "eu-1"]
+    command += ["--policies", str(server.policies), "-o", "json"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout, out.stderr
+    checked = {(r["resource"]["kind"], r["resource"]["name"]): r for r in json.loads(out.stdout)["results"]}
+    assert len(checked) == len(objects)
+    for obj in objects:
+        offline = checked[(obj["kind"], obj["metadata"]["name"])]
         row = audit_row(server, answer(server.validate(obj))["auditAnnotations"]["decision_id"])
-        assert (row["decision"], row["enforcement"]) == (offline.outcome.value, offline.enforcement.value)
-        assert row["policy_revision"] == offline.policy_revision
-        assert row["input_digest"] == offline.input_digest
+        assert (row["decision"], row["enforcement"]) == (offline["decision"], offline["enforcement"]), obj
+        assert row["policy_revision"] == json.loads(out.stdout)["policy_revision"]
+        stored = row["violations"] if isinstance(row["violations"], list) else json.loads(row["violations"])
+        assert sorted((v["regime"], v["rule"], v["cluster"]) for v in stored) == sorted(
+            (v["regime"], v["rule"], v["cluster"]) for v in offline["violations"]
+        )
 
 
 def test_metrics_count_requests_by_endpoint_kind_and_decision(server: Server) -> None:
