@@ -37,6 +37,17 @@ class Violation:
     cluster: str = ""  # the end of the route that is not permitted
     enforcement: str = "deny"
 
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "regime": self.regime,
+            "rule": self.rule,
+            "article": self.article,
+            "message": self.message,
+            "remedy": self.remedy,
+            "cluster": self.cluster,
+            "enforcement": self.enforcement,
+        }
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Violation:
         return cls(

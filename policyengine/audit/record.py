@@ -133,18 +133,7 @@ def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PAT
         "regimes": ",".join(sorted(set(d.regimes))),
         "decision": d.outcome.value,
         "enforcement": d.enforcement.value,
-        "violations": [
-            {
-                "regime": v.regime,
-                "rule": v.rule,
-                "article": v.article,
-                "message": v.message,
-                "remedy": v.remedy,
-                "cluster": v.cluster,
-                "enforcement": v.enforcement,
-            }
-            for v in d.violations
-        ],
+        "violations": [v.to_dict() for v in d.violations],
         "patch": [dict(op) for op in d.patch],
         "permitted_clusters": list(d.permitted_clusters),
         "warnings": list(d.warnings),

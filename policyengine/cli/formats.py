@@ -46,18 +46,7 @@ class CheckResult:
             "enforcement": d.enforcement.value,
             "decision_id": d.decision_id,
             "regimes": list(d.regimes),
-            "violations": [
-                {
-                    "regime": v.regime,
-                    "rule": v.rule,
-                    "article": v.article,
-                    "message": v.message,
-                    "remedy": v.remedy,
-                    "cluster": v.cluster,
-                    "enforcement": v.enforcement,
-                }
-                for v in d.violations
-            ],
+            "violations": [v.to_dict() for v in d.violations],
             "permitted_clusters": list(d.permitted_clusters),
             "patch": list(d.patch),
             "warnings": list(d.warnings),

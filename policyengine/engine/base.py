@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +28,44 @@ class RegoTestResult:
     error: str = ""
     duration_us: float = 0.0
     row: int = 0
+
+
+_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=|contains\b)", re.MULTILINE)
+_PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+
+
+def package_of(source: str) -> str | None:
+    """The package a Rego module declares, or None."""
+    match = _PACKAGE.search(source)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class RegoTestCase:
+    """A `test_*` rule found in a module: where it is and how to query it."""
+
+    file: str
+    package: str
+    name: str
+    row: int
+
+    @property
+    def query(self) -> str:
+        return f"data.{self.package}.{self.name}"
+
+
+def discover_tests(modules: Mapping[str, str]) -> Iterator[RegoTestCase]:
+    """Every `test_*` rule of the modules, once per name and package, in file order (like `opa test`)."""
+    for path, source in sorted(modules.items()):
+        package = package_of(source)
+        if package is None:
+            continue
+        seen: set[str] = set()
+        for match in _TEST_RULE.finditer(source):
+            name = match.group(1)
+            if name not in seen:
+                seen.add(name)
+                yield RegoTestCase(path, package, name, source.count("\n", 0, match.start()) + 1)
 
 
 class Engine(Protocol):

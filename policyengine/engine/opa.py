@@ -38,7 +38,7 @@ from opa_client.errors import (
 )
 from prometheus_client import Counter
 
-from policyengine.engine.base import DECISION_QUERY, EngineError, RegoTestResult
+from policyengine.engine.base import DECISION_QUERY, EngineError, RegoTestResult, discover_tests, package_of
 
 OPA_ERRORS = Counter(
     "policyengine_opa_errors",
@@ -53,8 +53,6 @@ PUSHED_PATH = "policyengine_opa/modules"  # the module ids this engine pushed (t
 LOADING_PREFIX = "loading "
 
 _RULE_REF = re.compile(r"^data(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=|contains\b)", re.MULTILINE)
-_PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
 _DATA_REF = re.compile(r"\bdata\.([A-Za-z_][A-Za-z0-9_.]*)")
 _RETRY_STATUS = frozenset({502, 503, 504})
 
@@ -135,9 +133,9 @@ def dependency_order(modules: Mapping[str, str]) -> list[str]:
     """
     packages: dict[str, str] = {}
     for module_id, source in modules.items():
-        match = _PACKAGE.search(source)
-        if match:
-            packages[module_id] = match.group(1)
+        package = package_of(source)
+        if package:
+            packages[module_id] = package
     uses: dict[str, set[str]] = {}
     for module_id, source in modules.items():
         refs = set(_DATA_REF.findall(source))
@@ -502,21 +500,7 @@ class OpaEngine:
         """Run every `test_*` rule of the loaded modules through OPA, like `opa test`."""
         if self.revision is None:
             raise EngineError(f"no policy is loaded into OPA at {self.address}")
-        results: list[RegoTestResult] = []
-        for path, source in sorted(self._modules.items()):
-            package_match = _PACKAGE.search(source)
-            if not package_match:
-                continue
-            package = package_match.group(1)
-            seen: set[str] = set()
-            for match in _TEST_RULE.finditer(source):
-                name = match.group(1)
-                if name in seen:
-                    continue
-                seen.add(name)
-                row = source.count("\n", 0, match.start()) + 1
-                results.append(self._run_test(path, package, name, row))
-        return results
+        return [self._run_test(c.file, c.package, c.name, c.row) for c in discover_tests(self._modules)]
 
     def _run_test(self, path: str, package: str, name: str, row: int) -> RegoTestResult:
         started = time.perf_counter()

@@ -11,7 +11,6 @@ panic included, becomes an EngineError.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -19,11 +18,9 @@ from typing import Any
 
 import regorus
 
-from policyengine.engine.base import DECISION_QUERY, EngineError, RegoTestResult
+from policyengine.engine.base import DECISION_QUERY, EngineError, RegoTestCase, RegoTestResult, discover_tests
 
 _BACKTRACE = "\n\nStack backtrace"
-_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=)", re.MULTILINE)
-_PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
 _UNDEFINED = '"<undefined>"'
 
 
@@ -137,27 +134,13 @@ class RegorusEngine:
         if loaded is None:
             raise EngineError("no policy is loaded into the Rego engine")
         engine = self._engines().interpreter
-        results: list[RegoTestResult] = []
-        for path, source in sorted(loaded.modules.items()):
-            package_match = _PACKAGE.search(source)
-            if not package_match:
-                continue
-            package = package_match.group(1)
-            seen: set[str] = set()
-            for match in _TEST_RULE.finditer(source):
-                name = match.group(1)
-                if name in seen:
-                    continue
-                seen.add(name)
-                row = source.count("\n", 0, match.start()) + 1
-                results.append(self._run_one(engine, path, package, name, row))
-        return results
+        return [self._run_one(engine, case) for case in discover_tests(loaded.modules)]
 
-    def _run_one(self, engine: regorus.Engine, path: str, package: str, name: str, row: int) -> RegoTestResult:
+    def _run_one(self, engine: regorus.Engine, case: RegoTestCase) -> RegoTestResult:
         started = time.perf_counter()
         try:
             engine.set_input_json("{}")
-            value = engine.eval_rule_as_json(f"data.{package}.{name}")
+            value = engine.eval_rule_as_json(case.query)
             passed = value == "true"
             error = "" if passed else ("undefined" if value == _UNDEFINED else f"result {value}")
         except BaseException as exc:
@@ -165,4 +148,4 @@ class RegorusEngine:
                 raise
             passed, error = False, clean_error(exc)
         elapsed = (time.perf_counter() - started) * 1e6
-        return RegoTestResult(path, package, name, passed, error, elapsed, row)
+        return RegoTestResult(case.file, case.package, case.name, passed, error, elapsed, case.row)
