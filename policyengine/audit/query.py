@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Text, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
 
 from policyengine.audit.chain import as_utc, format_time
 from policyengine.audit.errors import AuditStoreError
-from policyengine.audit.schema import audit_decision
+from policyengine.audit.schema import JSON_COLUMNS, audit_decision
 
 T = audit_decision
 DECISIONS = ("allow", "deny", "rewrite")
-JSON_COLUMNS = ("violations", "patch", "permitted_clusters", "warnings", "input")
 
 
 def parse_when(text: str, *, option: str) -> datetime:
@@ -99,15 +99,20 @@ def stream_rows(
     json_as_text: bool = False,
     chunk: int = 5000,
 ) -> Iterator[dict[str, Any]]:
-    """Matching rows in (time, id) order, fetched with a server-side cursor: constant memory."""
-    selected = [
-        cast(T.c[name], Text).label(name) if json_as_text and name in JSON_COLUMNS else T.c[name] for name in columns
-    ]
-    query = select(*selected).where(flt.where()).order_by(T.c.time, T.c.id)
+    """Matching rows in (time, id) order, fetched with a server-side cursor: constant memory.
+
+    Structured columns come back parsed, or as their stored canonical JSON text with `json_as_text`.
+    """
+    query = select(*(T.c[name] for name in columns)).where(flt.where()).order_by(T.c.time, T.c.id)
+    parse = [] if json_as_text else [name for name in columns if name in JSON_COLUMNS]
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk).execute(query)
         for row in result.mappings():
-            yield dict(row)
+            item = dict(row)
+            for name in parse:
+                if item[name] is not None:
+                    item[name] = json.loads(item[name])
+            yield item
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ columns of a row (time in UTC µs, regimes joined, the optional input with confi
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,16 @@ def _mask_path(node: Any, parts: list[str]) -> None:
                 node[index] = MASK
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(value: Any) -> str:
+    """The stored text of a structured value: sorted keys, no whitespace, UTF-8 (no ASCII escapes)."""
+    if not value and isinstance(value, list):
+        return "[]"
+    return _CANONICAL.encode(value)
+
+
 def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PATHS) -> dict[str, Any]:
     """The content columns of the row for `record` (everything but chain_id, seq, prev_hash, hash)."""
     if record.source not in SOURCES:
@@ -133,15 +144,15 @@ def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PAT
         "regimes": ",".join(sorted(set(d.regimes))),
         "decision": d.outcome.value,
         "enforcement": d.enforcement.value,
-        "violations": [v.to_dict() for v in d.violations],
-        "patch": [dict(op) for op in d.patch],
-        "permitted_clusters": list(d.permitted_clusters),
-        "warnings": list(d.warnings),
+        "violations": canonical_json([v.to_dict() for v in d.violations]),
+        "patch": canonical_json([dict(op) for op in d.patch]),
+        "permitted_clusters": canonical_json(list(d.permitted_clusters)),
+        "warnings": canonical_json(list(d.warnings)),
         "policy_revision": d.policy_revision,
         "engine": d.engine,
-        "latency_us": float(d.latency_us),
+        "latency_us": round(d.latency_us),  # whole microseconds
         "dry_run": bool(record.dry_run),
         "user": record.user,
         "input_digest": d.input_digest,
-        "input": mask(record.input, mask_paths),
+        "input": None if record.input is None else canonical_json(mask(record.input, mask_paths)),
     }

@@ -1,18 +1,19 @@
 """The audit tables: one row per decision, hash-chained per writer, plus prune checkpoints.
 
 The schema is owned by the Alembic migrations in `migrations/`; this module is their model (a test
-checks that autogenerate finds no difference on SQLite and PostgreSQL).
+checks that autogenerate finds no difference on SQLite and PostgreSQL). Structured values (violations,
+patch, permitted clusters, warnings, input) are stored as their canonical JSON text (sorted keys,
+compact, UTF-8): the bytes the hash chain covers are the bytes stored, so nothing is re-encoded on the
+write path or when verifying.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
     DateTime,
-    Float,
     Index,
     Integer,
     MetaData,
@@ -51,17 +52,17 @@ audit_decision = Table(
     Column("regimes", String(256), nullable=False),  # sorted, comma-joined: "GDPR,PIPL"
     Column("decision", String(16), nullable=False),  # allow | deny | rewrite
     Column("enforcement", String(16), nullable=False),
-    Column("violations", JSON, nullable=False),
-    Column("patch", JSON, nullable=False),
-    Column("permitted_clusters", JSON, nullable=False),
-    Column("warnings", JSON, nullable=False),
+    Column("violations", Text, nullable=False),  # canonical JSON text
+    Column("patch", Text, nullable=False),  # canonical JSON text
+    Column("permitted_clusters", Text, nullable=False),  # canonical JSON text
+    Column("warnings", Text, nullable=False),  # canonical JSON text
     Column("policy_revision", String(80), nullable=False),
     Column("engine", String(32), nullable=False),
-    Column("latency_us", Float, nullable=False),
+    Column("latency_us", BigInteger, nullable=False),  # whole microseconds
     Column("dry_run", Boolean, nullable=False),
     Column("user", String(512), nullable=False),
     Column("input_digest", String(80), nullable=False),
-    Column("input", JSON, nullable=True),
+    Column("input", Text, nullable=True),  # canonical JSON text, masked
     Column("chain_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("prev_hash", String(64), nullable=False),
@@ -116,3 +117,5 @@ CONTENT_COLUMNS: tuple[str, ...] = (
 )
 CHAIN_COLUMNS: tuple[str, ...] = ("chain_id", "seq", "prev_hash", "hash")
 ROW_COLUMNS: tuple[str, ...] = CONTENT_COLUMNS + CHAIN_COLUMNS
+# Content columns holding canonical JSON text.
+JSON_COLUMNS: tuple[str, ...] = ("violations", "patch", "permitted_clusters", "warnings", "input")

@@ -40,7 +40,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str | None = None, *, connect_timeout: int = 5) -> Engine:
+def make_engine(url: str | None = None, *, connect_timeout: int = 5, pre_ping: bool = True) -> Engine:
     """An engine for `url` (SQLite: the parent directory is created, WAL + synchronous=FULL)."""
     resolved = resolve_url(url)
     try:
@@ -61,7 +61,7 @@ def make_engine(url: str | None = None, *, connect_timeout: int = 5) -> Engine:
     if backend == "postgresql":
         return create_engine(
             parsed,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             pool_size=4,
             connect_args={"connect_timeout": connect_timeout},
         )

@@ -7,16 +7,18 @@ what differs). Rows are streamed in seq order, so memory stays constant on large
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, select
 
-from policyengine.audit.chain import GENESIS, row_hash
+from policyengine.audit.chain import GENESIS, row_hash, sql_row_hash
 from policyengine.audit.schema import ROW_COLUMNS, audit_checkpoint, audit_decision
 
 FindingKind = Literal["edited", "deleted", "inserted", "reordered"]
 STREAM_CHUNK = 10_000
+PARALLEL_FROM = 20_000  # rows of a chain from which PostgreSQL verifies two ranges at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,26 +94,24 @@ def verify(engine: Engine, progress: Callable[[int], None] | None = None) -> Ver
 
 
 def _stream(engine: Engine, chain_id: str, after_seq: int) -> Iterator[dict[str, Any]]:
-    """The chain's rows in seq order, fetched in keyset-paginated chunks."""
+    """The chain's rows in seq order, fetched in keyset-paginated chunks (plain tuples: the structured
+    columns are stored as the canonical text the hash covers, so nothing is decoded)."""
     columns = [audit_decision.c[name] for name in ROW_COLUMNS]
+    seq_index = ROW_COLUMNS.index("seq")
     last = after_seq
     with engine.connect() as connection:
         while True:
-            chunk = (
-                connection.execute(
-                    select(*columns)
-                    .where(audit_decision.c.chain_id == chain_id, audit_decision.c.seq > last)
-                    .order_by(audit_decision.c.seq)
-                    .limit(STREAM_CHUNK)
-                )
-                .mappings()
-                .all()
-            )
+            chunk = connection.execute(
+                select(*columns)
+                .where(audit_decision.c.chain_id == chain_id, audit_decision.c.seq > last)
+                .order_by(audit_decision.c.seq)
+                .limit(STREAM_CHUNK)
+            ).all()
             if not chunk:
                 return
             for row in chunk:
-                yield dict(row)
-            last = int(chunk[-1]["seq"])
+                yield dict(zip(ROW_COLUMNS, row, strict=True))
+            last = int(chunk[-1][seq_index])
 
 
 def _verify_chain(
@@ -121,6 +121,8 @@ def _verify_chain(
     progress: Callable[[int], None] | None,
 ) -> tuple[ChainHead, Finding | None]:
     expected_seq, expected_prev = (checkpoint[0] + 1, checkpoint[1]) if checkpoint else (1, GENESIS)
+    if engine.dialect.name == "postgresql":
+        return _verify_chain_in_database(engine, chain_id, expected_seq, expected_prev, progress)
     first_seq = expected_seq
     rows = 0
     finding: Finding | None = None
@@ -131,14 +133,122 @@ def _verify_chain(
         if progress is not None and pending_progress >= STREAM_CHUNK:
             progress(pending_progress)
             pending_progress = 0
-        if finding is None:
+        seq = int(row["seq"])
+        if finding is None and (
+            seq != expected_seq or row["prev_hash"] != expected_prev or row_hash(row) != row["hash"]
+        ):
             finding = _check(engine, row, expected_seq, expected_prev)
-        expected_seq = int(row["seq"]) + 1
+        expected_seq = seq + 1
         expected_prev = str(row["hash"])
     if progress is not None and pending_progress:
         progress(pending_progress)
     head = ChainHead(chain_id, rows, first_seq, expected_seq - 1, expected_prev, finding is None)
     return head, finding
+
+
+@dataclass(slots=True)
+class _Span:
+    """What one scan saw over a seq range of a chain."""
+
+    rows: int = 0
+    first: tuple[int, str] | None = None  # (seq, prev_hash) of its first row
+    last: tuple[int, str] | None = None  # (seq, hash) of its last row
+    break_at: int | None = None  # first row inside the range whose seq, link or content is wrong
+
+
+def _scan_span(
+    engine: Engine, chain_id: str, low: int, high: int, progress: Callable[[int], None] | None
+) -> _Span:
+    """Walk rows low..high of a chain with PostgreSQL recomputing every hash (`sql_row_hash`)."""
+    t = audit_decision
+    query = (
+        select(t.c.seq, t.c.prev_hash, t.c.hash, sql_row_hash(t))
+        .where(t.c.chain_id == chain_id, t.c.seq >= low, t.c.seq <= high)
+        .order_by(t.c.chain_id, t.c.seq)
+    )
+    span = _Span()
+    previous: tuple[int, str] | None = None
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=STREAM_CHUNK).execute(query)
+        for partition in result.partitions():
+            for seq, prev_hash, digest, recomputed in partition:
+                if previous is None:
+                    span.first = (seq, prev_hash)
+                    broken = recomputed != digest
+                else:
+                    broken = seq != previous[0] + 1 or prev_hash != previous[1] or recomputed != digest
+                if broken and span.break_at is None:
+                    span.break_at = seq
+                previous = (seq, digest)
+            span.rows += len(partition)
+            if progress is not None:
+                progress(len(partition))
+    span.last = previous
+    return span
+
+
+def _verify_chain_in_database(
+    engine: Engine,
+    chain_id: str,
+    expected_seq: int,
+    expected_prev: str,
+    progress: Callable[[int], None] | None,
+) -> tuple[ChainHead, Finding | None]:
+    """Verify with the hashing done by PostgreSQL, two seq ranges scanned at once (two backends), the
+    link between the ranges checked here. The first break found is then explained from the full row."""
+    t = audit_decision
+    with engine.connect() as connection:
+        low, top = connection.execute(
+            select(func.min(t.c.seq), func.max(t.c.seq)).where(t.c.chain_id == chain_id)
+        ).one()
+    first_seq = expected_seq
+    start = min(int(low), expected_seq) if low is not None else expected_seq  # rows below: re-inserted
+    high = int(top) if top is not None else expected_seq - 1
+    if high - start >= PARALLEL_FROM:
+        middle = (start + high) // 2
+        ranges = [(start, middle), (middle + 1, high)]
+    else:
+        ranges = [(start, high)]
+    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+        spans = list(pool.map(lambda r: _scan_span(engine, chain_id, r[0], r[1], progress), ranges))
+    rows = sum(span.rows for span in spans)
+    seq, prev = expected_seq, expected_prev
+    problem: int | None = None
+    for span in spans:
+        if span.first is not None and problem is None and (span.first[0] != seq or span.first[1] != prev):
+            problem = span.first[0]
+        if span.break_at is not None and problem is None:
+            problem = span.break_at
+        if span.last is not None:
+            seq, prev = span.last[0] + 1, span.last[1]
+    finding = None
+    if problem is not None:
+        before_seq, before_hash = _row_before(engine, chain_id, problem, expected_seq, expected_prev)
+        finding = _check(engine, _row_at(engine, chain_id, problem), before_seq, before_hash)
+    return ChainHead(chain_id, rows, first_seq, seq - 1, prev, finding is None), finding
+
+
+def _row_before(engine: Engine, chain_id: str, seq: int, start_seq: int, start_prev: str) -> tuple[int, str]:
+    """(expected seq, expected prev_hash) for the row at `seq`: from the row just before it."""
+    t = audit_decision
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(t.c.seq, t.c.hash)
+            .where(t.c.chain_id == chain_id, t.c.seq < seq, t.c.seq >= start_seq)
+            .order_by(t.c.seq.desc())
+            .limit(1)
+        ).first()
+    return (int(row.seq) + 1, str(row.hash)) if row is not None else (start_seq, start_prev)
+
+
+def _row_at(engine: Engine, chain_id: str, seq: int) -> dict[str, Any]:
+    """The whole row at (chain_id, seq), to say what is wrong with it."""
+    columns = [audit_decision.c[name] for name in ROW_COLUMNS]
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(*columns).where(audit_decision.c.chain_id == chain_id, audit_decision.c.seq == seq)
+        ).one()
+    return dict(zip(ROW_COLUMNS, row, strict=True))
 
 
 def _check(engine: Engine, row: dict[str, Any], expected_seq: int, expected_prev: str) -> Finding | None:

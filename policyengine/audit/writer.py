@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Insert, select
+import psycopg
+from sqlalchemy import Connection, Engine, Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -38,21 +39,37 @@ SHIP_BATCH = 5000
 
 
 class _Waiter:
-    """One caller waiting for its row to be durable."""
+    """One caller waiting for its row to be durable: a thread (an Event) or an asyncio future."""
 
-    __slots__ = ("content", "done", "error", "notify")
+    __slots__ = ("content", "done", "error", "future", "loop")
 
-    def __init__(self, content: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        content: dict[str, Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[None] | None = None,
+    ) -> None:
         self.content = content
-        self.done = threading.Event()
+        self.done = threading.Event() if future is None else None
         self.error: BaseException | None = None
-        self.notify: Any = None  # set by record_async: called from the committer thread
+        self.loop = loop
+        self.future = future
 
-    def finish(self, error: BaseException | None) -> None:
-        self.error = error
-        self.done.set()
-        if self.notify is not None:
-            self.notify(error)
+
+def _finish(batch: Sequence[_Waiter], error: BaseException | None) -> None:
+    """Wake every caller of a group: threads directly, asyncio futures with one call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in batch:
+        waiter.error = error
+        if waiter.done is not None:
+            waiter.done.set()
+        elif waiter.loop is not None and waiter.future is not None:
+            by_loop.setdefault(waiter.loop, []).append(waiter.future)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, futures, error)
+        except RuntimeError:  # the loop was closed while its callers waited: nobody is left to wake
+            log.warning("audit writer: an event loop closed with %d callers waiting", len(futures))
 
 
 class AuditWriter:
@@ -79,6 +96,7 @@ class AuditWriter:
         self._db_ok = True
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST_S
+        self._autocommit_copy = engine.dialect.name == "postgresql"
         self._seq, self._head = self._chain_head()
         metrics.SPOOL_ROWS.inc(len(spool))
         self._thread = threading.Thread(target=self._run, name=f"audit-committer-{chain_id[:8]}", daemon=True)
@@ -99,7 +117,9 @@ class AuditWriter:
         `chain_id` defaults to a new uuid; reopening with an existing chain_id continues that chain
         (after the rows of its spool, which are shipped first).
         """
-        engine = make_engine(resolve_url(url), connect_timeout=2)
+        # No pre-ping: the committer's own errors detect a lost connection (it is invalidated and the
+        # rows spooled), and a ping would cost a round trip on every group commit.
+        engine = make_engine(resolve_url(url), connect_timeout=2, pre_ping=False)
         try:
             require_migrated(engine)
             chain = chain_id or str(uuid.uuid4())
@@ -117,6 +137,7 @@ class AuditWriter:
         Raises AuditStoreError when it could be written nowhere (the decision is then NOT recorded).
         """
         waiter = self._enqueue(record)
+        assert waiter.done is not None
         waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -125,13 +146,7 @@ class AuditWriter:
         """`record` for asyncio callers: awaits durability without blocking the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-
-        def notify(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, error)
-
-        waiter = _Waiter(content_of(record, self.mask_paths))
-        waiter.notify = notify
-        self._submit(waiter)
+        self._submit(_Waiter(content_of(record, self.mask_paths), loop, future))
         await future
 
     def spool_size(self) -> int:
@@ -251,22 +266,27 @@ class AuditWriter:
             metrics.FAILURES.inc(len(rows))
             error = AuditStoreError(f"audit writer for chain {self.chain_id} failed: {exc!r}")
         metrics.BATCH_ROWS.observe(len(rows))
-        for waiter in batch:
-            waiter.finish(error)
+        _finish(batch, error)
 
     def _persist(self, rows: list[dict[str, Any]]) -> None:
         if len(self._spool) and not self._try_ship():
             self._to_spool(rows)
             return
         try:
-            with self.engine.begin() as connection:
-                connection.execute(audit_decision.insert(), rows)
-        except IntegrityError as exc:
+            if self._autocommit_copy:
+                # PostgreSQL: one COPY is one statement, so in autocommit it is its own durable
+                # transaction: two round trips per group instead of five (BEGIN, COPY, COMMIT).
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    insert_rows(connection, rows)
+            else:
+                with self.engine.begin() as connection:
+                    insert_rows(connection, rows)
+        except (IntegrityError, psycopg.IntegrityError) as exc:
             raise AuditStoreError(
                 f"audit database {self._url}: chain {self.chain_id} seq {rows[0]['seq']} already exists; "
                 f"another writer uses the same chain_id: give each process its own chain_id"
             ) from exc
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, psycopg.Error) as exc:
             self._database_down(exc)
             self._to_spool(rows)
             return
@@ -278,7 +298,7 @@ class AuditWriter:
         metrics.SPOOL_ROWS.inc(len(rows))
         metrics.RECORDS.labels(store="spool").inc(len(rows))
 
-    def _database_down(self, exc: SQLAlchemyError) -> None:
+    def _database_down(self, exc: SQLAlchemyError | psycopg.Error) -> None:
         metrics.OUTAGES.inc()
         if self._db_ok:
             log.warning(
@@ -318,16 +338,39 @@ class AuditWriter:
         return True
 
 
+_COPY_COLUMNS = tuple(c.name for c in audit_decision.columns if c.name != "id")
+_COPY_SQL = "COPY audit_decision ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
+
+
+def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert a group of chained rows in the caller's transaction: COPY on PostgreSQL (several times
+    faster than an INSERT per row), a batched INSERT elsewhere."""
+    if connection.dialect.name != "postgresql":
+        connection.execute(audit_decision.insert(), rows)
+        return
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - SQLAlchemy always has one inside a transaction
+        raise AuditStoreError("no database connection inside the audit transaction")
+    try:
+        with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in _COPY_COLUMNS])
+    except psycopg.OperationalError:
+        connection.invalidate()  # the server went away: never reuse this connection
+        raise
+
+
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
     return sqlite.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # the caller was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

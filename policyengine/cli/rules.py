@@ -68,9 +68,7 @@ def test_command(
     if not results:
         fail("no test_* rules found", EXIT_VIOLATION)
     colour = "red" if failed else "green"
-    console.print(
-        f"[{colour}]PASS: {len(results) - len(failed)}/{len(results)}[/]" + (f", FAIL: {len(failed)}" if failed else "")
-    )
+    console.print(f"[{colour}]PASS: {len(results) - len(failed)}/{len(results)}, FAIL: {len(failed)}[/]")
     raise typer.Exit(EXIT_VIOLATION if failed else EXIT_OK)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from audit.decisions import T0, admission_record, gdpr_denial, mixed_records, pi
 from policyengine.audit import AuditRecord, AuditWriter, record_cli_decisions
 from policyengine.audit.chain import GENESIS, as_utc, row_hash
 from policyengine.audit.record import MASK
-from policyengine.audit.schema import ROW_COLUMNS, audit_decision
+from policyengine.audit.schema import JSON_COLUMNS, ROW_COLUMNS, audit_decision
 from policyengine.audit.store import make_engine
 from policyengine.audit.verify import verify
 
@@ -24,9 +25,14 @@ def _rows(url: str) -> list[dict[str, object]]:
         with engine.connect() as connection:
             cols = [audit_decision.c[name] for name in ROW_COLUMNS]
             result = connection.execute(select(*cols).order_by(audit_decision.c.chain_id, audit_decision.c.seq))
-            return [dict(r) for r in result.mappings()]
+            rows = [dict(r) for r in result.mappings()]
     finally:
         engine.dispose()
+    for row in rows:  # structured columns are stored as canonical JSON text
+        for name in JSON_COLUMNS:
+            if row[name] is not None:
+                row[name] = json.loads(str(row[name]))
+    return rows
 
 
 def test_rows_are_chained_and_carry_the_decision(db_url: str, tmp_path: Path) -> None:
