@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -129,3 +130,29 @@ def test_check_audit_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     result = run("check", str(EXAMPLES), "--cluster", "eu-1", "--audit", "--db", db)
     assert result.returncode == 2
     assert "db upgrade" in result.stderr
+
+
+def test_html_report_over_the_examples_decisions(tmp_path: Path) -> None:
+    """The DPO's report over what `check --audit` recorded for the example: totals, denials with the
+    article, regions and remedy, the policy revision and the verified chain, and a PDF with the totals."""
+    db = f"sqlite:///{tmp_path}/audit.db"
+    assert run("db", "upgrade", "--db", db).returncode == 0
+    checked = run("check", str(EXAMPLES), "--cluster", "eu-1", "--audit", "--db", db, "--format", "json")
+    doc = json.loads(checked.stdout)
+    denied = [r for r in doc["results"] if r["decision"] == "deny"]
+    html = tmp_path / "report.html"
+    export = run("audit", "export", "--db", db, "--format", "html", "--out", str(html))
+    assert export.returncode == 0, export.stderr
+    text = html.read_text()
+    assert f"Total decisions: <strong>{len(doc['results'])}</strong>" in text
+    assert "PIPL Art. 38-39" in text and "cn-north-1" in text  # a denial's article and regions
+    assert "remedy" in text.lower() or "keep the route" in text
+    assert doc["policy_revision"][:19] in text
+    assert "<svg" in text
+    assert "permitted: eu-1, eu-2, partner-1" in text and "permitted: [" not in text
+    assert "verif" in text.lower()
+    assert denied and all(r["resource"]["name"] in text for r in denied)
+    pdf = tmp_path / "report.pdf"
+    assert run("audit", "export", "--db", db, "--format", "pdf", "--out", str(pdf)).returncode == 0
+    pages = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert str(len(doc["results"])) in pages and "GDPR" in pages

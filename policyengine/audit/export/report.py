@@ -138,8 +138,9 @@ def collect(engine: Engine, flt: ExportFilter, database: str, verification: Veri
             select(*denial_cols).where(where, T.c.decision == "deny").order_by(T.c.time.desc()).limit(DENIAL_LIMIT)
         ).mappings():
             item = dict(row)
-            violations = item["violations"]
-            item["violations"] = json.loads(violations) if isinstance(violations, str) else violations
+            for name in ("violations", "permitted_clusters"):  # stored as canonical JSON text
+                if isinstance(item[name], str):
+                    item[name] = json.loads(item[name])
             item["time"] = format_time(item["time"])
             data.denials.append(item)
         data.revisions = [
