@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_audit_decision"),
         sa.UniqueConstraint("chain_id", "seq", name="uq_audit_decision_chain_id_seq"),
     )
-    op.create_index("ix_audit_decision_time", "audit_decision", ["time"])
+    op.create_index("ix_audit_decision_time_id", "audit_decision", ["time", "id"])
     op.create_index("ix_audit_decision_regimes_time", "audit_decision", ["regimes", "time"])
     op.create_index("ix_audit_decision_decision_time", "audit_decision", ["decision", "time"])
     op.create_index("ix_audit_decision_cluster_time", "audit_decision", ["cluster", "time"])
@@ -79,5 +79,5 @@ def downgrade() -> None:
     op.drop_index("ix_audit_decision_cluster_time", table_name="audit_decision")
     op.drop_index("ix_audit_decision_decision_time", table_name="audit_decision")
     op.drop_index("ix_audit_decision_regimes_time", table_name="audit_decision")
-    op.drop_index("ix_audit_decision_time", table_name="audit_decision")
+    op.drop_index("ix_audit_decision_time_id", table_name="audit_decision")
     op.drop_table("audit_decision")

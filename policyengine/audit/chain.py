@@ -30,8 +30,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    """The fixed timestamp format of the canonical encoding and the exports."""
-    return as_utc(value).strftime(TIME_FORMAT)
+    """The fixed timestamp format of the canonical encoding and the exports (`...T...:SS.ffffffZ`)."""
+    return as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -115,6 +115,18 @@ def stream_rows(
             yield item
 
 
+def stream_tuples(
+    engine: Engine, flt: ExportFilter, columns: Sequence[str], *, chunk: int = 10_000
+) -> Iterator[Sequence[Any]]:
+    """Matching rows as plain tuples in (time, id) order (structured columns as stored text): the fast
+    path of the CSV export."""
+    query = select(*(T.c[name] for name in columns)).where(flt.where()).order_by(T.c.time, T.c.id)
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=chunk).execute(query)
+        for partition in result.partitions():
+            yield from partition
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """The last row of a chain as the database holds it now."""

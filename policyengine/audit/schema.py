@@ -68,7 +68,7 @@ audit_decision = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     UniqueConstraint("chain_id", "seq"),
-    Index(None, "time"),
+    Index(None, "time", "id"),  # exports stream in (time, id) order
     Index(None, "regimes", "time"),
     Index(None, "decision", "time"),
     Index(None, "cluster", "time"),

@@ -7,17 +7,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 from sqlalchemy import Engine
 
 from policyengine.audit.chain import as_utc, format_time
-from policyengine.audit.query import ExportFilter, stream_rows
+from policyengine.audit.query import ExportFilter, stream_rows, stream_tuples
 from policyengine.audit.schema import CHAIN_COLUMNS, CONTENT_COLUMNS
 
 CSV_COLUMNS: tuple[str, ...] = tuple(c for c in CONTENT_COLUMNS if c != "input") + CHAIN_COLUMNS
 JSONL_COLUMNS: tuple[str, ...] = CONTENT_COLUMNS + CHAIN_COLUMNS
-JSON_IN_CSV = frozenset({"violations", "patch", "permitted_clusters", "warnings"})
 
 
 @dataclass(slots=True)
@@ -39,22 +38,32 @@ Progress = Callable[[int], None]
 
 
 def write_csv(engine: Engine, flt: ExportFilter, out: TextIO, progress: Progress | None = None) -> Span:
-    """One header line, then one line per row; JSON columns as compact JSON text."""
+    """One header line, then one line per row; JSON columns as their stored compact JSON text."""
     span = Span()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     time_index = CSV_COLUMNS.index("time")
-    for n, row in enumerate(stream_rows(engine, flt, CSV_COLUMNS, json_as_text=True), 1):
-        when = as_utc(row["time"])
-        span.see(when)
-        values: list[Any] = [row[c] for c in CSV_COLUMNS]
+    dry_run_index = CSV_COLUMNS.index("dry_run")
+    first: datetime | None = None
+    last: datetime | None = None
+    rows = 0
+    for row in stream_tuples(engine, flt, CSV_COLUMNS):
+        values = list(row)
+        when = values[time_index]
+        if first is None:
+            first = when
+        last = when
         values[time_index] = format_time(when)
-        values[CSV_COLUMNS.index("dry_run")] = "true" if row["dry_run"] else "false"
+        values[dry_run_index] = "true" if values[dry_run_index] else "false"
         writer.writerow(values)
-        if progress is not None and n % 10_000 == 0:
+        rows += 1
+        if progress is not None and rows % 10_000 == 0:
             progress(10_000)
     if progress is not None:
-        progress(span.rows % 10_000)
+        progress(rows % 10_000)
+    span.rows = rows
+    span.first = as_utc(first) if first is not None else None
+    span.last = as_utc(last) if last is not None else None
     return span
 
 
