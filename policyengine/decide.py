@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from policyengine.decision import Decision, Enforcement, Outcome, Violation
+from policyengine.decision_cache import DecisionCache, reads_only_the_date
 from policyengine.engine.base import DECISION_QUERY, Engine, EngineError
 from policyengine.policy import LoadedPolicy
 from policyengine.route import DataProfile, Endpoint, PiplVolume, Route
 
 EXPLAIN_QUERY = "data.policyengine.explain.result"
+DEFAULT_CACHE_SIZE = 8192
 
 
 def serving_modules(modules: Mapping[str, str]) -> dict[str, str]:
@@ -30,11 +32,13 @@ def serving_modules(modules: Mapping[str, str]) -> dict[str, str]:
 
 def rfc3339(moment: datetime) -> str:
     """UTC timestamp in the fixed format the rules read (seconds precision, `Z`)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def new_decision_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID. Decision ids need to be unique, not secret, so they come from the
+    process's PRNG (reseeded after fork) rather than a system call per decision."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def _pipl(volume: PiplVolume | None) -> dict[str, Any] | None:
@@ -102,11 +106,14 @@ def engine_error_decision(
 class Decider:
     """Evaluates routes against one loaded policy on one engine (thread-safe; engines are per thread)."""
 
-    def __init__(self, policy: LoadedPolicy, engine: Engine) -> None:
+    def __init__(self, policy: LoadedPolicy, engine: Engine, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.policy = policy
         self.engine = engine
         self.revision = policy.revision
-        engine.load(serving_modules(policy.modules), policy.data)
+        modules = serving_modules(policy.modules)
+        engine.load(modules, policy.data)
+        self.cache: DecisionCache[Decision] = DecisionCache(cache_size)
+        self.cache_by_date = reads_only_the_date(modules)
 
     @property
     def engine_name(self) -> str:
@@ -125,17 +132,39 @@ class Decider:
         )
 
     def decide(self, route: Route, *, now: datetime | None = None) -> Decision:
-        """Evaluate one route. Never raises: engine errors become a deny with the reason."""
+        """Evaluate one route. Never raises: engine errors become a deny with the reason.
+
+        A route already decided under this policy (same input, same day) is answered from the cache;
+        it still gets its own decision_id, digest and latency.
+        """
         started = time.perf_counter()
-        payload = json.dumps(route_input(route, now or datetime.now(UTC)), separators=(",", ":"))
+        doc = route_input(route, now or datetime.now(UTC))
+        route_json = json.dumps(doc["route"], separators=(",", ":"))
+        opt_out = "true" if route.opt_out else "false"
+        moment = doc["time"]
+        payload = f'{{"route":{route_json},"opt_out":{opt_out},"time":"{moment}"}}'
         digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
-        try:
-            answer = self.engine.evaluate(DECISION_QUERY, payload)
-            decision = self._decision(answer, digest)
-        except (EngineError, KeyError, TypeError, ValueError) as exc:
-            latency = (time.perf_counter() - started) * 1e6
-            return engine_error_decision(str(exc), route, self.revision, self.engine.name, latency, digest)
-        return replace(decision, latency_us=(time.perf_counter() - started) * 1e6)
+        key = (route_json, opt_out, moment[:10] if self.cache_by_date else moment)
+        known = self.cache.get(key)
+        if known is None:
+            try:
+                known = self._decision(self.engine.evaluate(DECISION_QUERY, payload), "")
+            except (EngineError, KeyError, TypeError, ValueError) as exc:
+                latency = (time.perf_counter() - started) * 1e6
+                return engine_error_decision(str(exc), route, self.revision, self.engine.name, latency, digest)
+            self.cache.put(key, known)
+        return Decision(
+            decision_id=new_decision_id(),
+            outcome=known.outcome,
+            enforcement=known.enforcement,
+            violations=known.violations,
+            permitted_clusters=known.permitted_clusters,
+            policy_revision=known.policy_revision,
+            engine=known.engine,
+            latency_us=(time.perf_counter() - started) * 1e6,
+            regimes=known.regimes,
+            input_digest=digest,
+        )
 
     def _decision(self, answer: Any, digest: str) -> Decision:
         if not isinstance(answer, dict) or "allowed" not in answer:
@@ -155,7 +184,7 @@ class Decider:
         else:
             outcome = Outcome.DENY
         return Decision(
-            decision_id=new_decision_id(),
+            decision_id="",  # each served decision gets its own id
             outcome=outcome,
             enforcement=enforcement,
             violations=violations,

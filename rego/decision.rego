@@ -52,35 +52,22 @@ permitted_by := {r: permitted_set(r) | some r in data.policyengine.lib.regimes}
 
 permitted_clusters := sort(intersection({s | some s in permitted_by} | {data.policyengine.lib.all_clusters}))
 
-# Enforcement: the first rule matching regime and namespace, else the repo default.
-enforcement_config := object.get(data.policyengine.lib.policy, "enforcement", {})
-
-enforcement_rules := object.get(enforcement_config, "rules", [])
-
-default_action := object.get(enforcement_config, "default", "deny")
+# Enforcement: the first rule of policies/enforcement.yaml matching regime and namespace, else the
+# repo default. The index lists, per regime, the action of each namespace a rule names exactly and the
+# wildcard/prefix rules in order for any other namespace (policyengine/policy/index.py).
+default_action := object.get(object.get(data.policyengine.lib.policy, "enforcement", {}), "default", "deny")
 
 namespace := object.get(data.policyengine.lib.route, "namespace", "")
 
-namespace_matches(patterns) if "*" in patterns
-
-namespace_matches(patterns) if namespace in patterns
-
-namespace_matches(patterns) if {
-	some p in patterns
-	endswith(p, "*")
-	startswith(namespace, trim_suffix(p, "*"))
-}
-
-matching_actions(r) := [rule.action |
-	some rule in enforcement_rules
-	rule.regime in {r, "*"}
-	namespace_matches(object.get(rule, "namespaces", ["*"]))
-]
-
 action_of := {r: a |
 	some r in regime_or_residency
-	actions := matching_actions(r)
-	a := array.concat(actions, [default_action])[0]
+	rules := object.get(data.policyengine.lib.index.enforcement, r, {"exact": {}, "prefixes": []})
+	candidates := array.concat(
+		[object.get(rules.exact, namespace, null)],
+		[e[1] | some e in rules.prefixes; startswith(namespace, e[0])],
+	)
+	found := [x | some x in candidates; x != null]
+	a := array.concat(found, [default_action])[0]
 }
 
 regime_or_residency := data.policyengine.lib.regimes if count(data.policyengine.lib.regimes) > 0

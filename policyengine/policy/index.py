@@ -3,7 +3,8 @@
 Facts that do not depend on the route are computed once per policy load instead of on every decision:
 for each regime and cluster, whether the cluster is in the regime's home, until when an adequacy
 decision covers it (its condition met by the entity running it), and for CCPA the entity's role and
-contract; for each transfer, the clusters its destination covers. The rules still decide: the index
+contract; for each transfer, the clusters its destination covers; for each regime, the enforcement action of every
+namespace a rule names and the wildcard rules for the others. The rules still decide: the index
 only says where things are. Dates use "" for "never valid" and "9999-12-31" for "never expires", so a
 rule tests validity with one string comparison against the decision date.
 """
@@ -63,6 +64,29 @@ def _regime_facts(
     return facts
 
 
+def _matches(pattern: str, namespace: str) -> bool:
+    return namespace.startswith(pattern[:-1]) if pattern.endswith("*") else namespace == pattern
+
+
+def _enforcement(enforcement: Mapping[str, Any], regimes: list[str]) -> dict[str, Any]:
+    """Per regime: the action for each namespace a rule names exactly (the first matching rule in
+    order, wildcards included), then the wildcard and prefix rules in order for any other namespace."""
+    rules = list(enforcement.get("rules") or ())
+    default = enforcement.get("default", "deny")
+    out: dict[str, Any] = {}
+    for regime in [*regimes, "RESIDENCY"]:
+        applicable = [r for r in rules if r.get("regime") in (regime, "*")]
+        patterns = [(p, r["action"]) for r in applicable for p in (r.get("namespaces") or ["*"])]
+        exact = {
+            name: next((action for p, action in patterns if _matches(p, name)), default)
+            for name, _ in patterns
+            if not name.endswith("*")
+        }
+        prefixes = [[p[:-1], action] for p, action in patterns if p.endswith("*")]
+        out[regime] = {"exact": exact, "prefixes": prefixes, "default": default}
+    return out
+
+
 def build_index(data: Mapping[str, Any]) -> dict[str, Any]:
     """Derive the index from the compiled policy JSON (docs/policy-repo.md, "What Rego sees")."""
     clusters: Mapping[str, Any] = data.get("clusters") or {}
@@ -85,6 +109,7 @@ def build_index(data: Mapping[str, Any]) -> dict[str, Any]:
         "regimes": {name: _regime_facts(regime, clusters, entities) for name, regime in regimes.items()},
         "transfers": transfers,
         "clusters": sorted(clusters),
+        "enforcement": _enforcement(data.get("enforcement") or {}, sorted(regimes)),
     }
 
 

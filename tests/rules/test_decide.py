@@ -135,3 +135,41 @@ def test_threads_each_get_their_own_engine(decider: Decider) -> None:
         t.join()
     assert not errors
     assert set(results) == {"rewrite"} and len(results) == 80
+
+
+def test_a_route_decided_again_comes_from_the_cache_with_its_own_id(policy: LoadedPolicy) -> None:
+    decider = Decider(policy, RegorusEngine())
+    route = Route(
+        "shop/checkout",
+        decider.endpoint("eu-1"),
+        decider.endpoint("us-1", "shop/checkout", policy.classify("shop", "checkout")),
+    )
+    first = decider.decide(route, now=NOW)
+    again = decider.decide(route, now=NOW.replace(hour=18))  # same day: the rules only read the date
+    assert decider.cache.hits == 1 and decider.cache.misses == 1
+    assert again.decision_id != first.decision_id
+    assert again.input_digest != first.input_digest  # the digest covers the full time
+    assert (again.outcome, again.violations, again.permitted_clusters) == (
+        first.outcome,
+        first.violations,
+        first.permitted_clusters,
+    )
+    next_day = decider.decide(route, now=datetime(2026, 9, 1, tzinfo=UTC))  # before the SCC expired
+    assert decider.cache.misses == 2
+    assert next_day.outcome is Outcome.ALLOW and first.outcome is Outcome.REWRITE
+
+
+def test_cache_keys_on_the_full_time_when_a_module_reads_it(policy: LoadedPolicy) -> None:
+    from policyengine.decision_cache import reads_only_the_date
+
+    modules = {"a.rego": "package x\n# input.time is only a date here\nd := substring(input.time, 0, 10)\n"}
+    assert reads_only_the_date(modules)
+    assert not reads_only_the_date({"b.rego": "package x\nhour := time.clock(time.parse_rfc3339_ns(input.time))\n"})
+    assert not reads_only_the_date({"c.rego": "package x\nwhole := input\n"})
+
+
+def test_the_cache_is_bounded(policy: LoadedPolicy) -> None:
+    decider = Decider(policy, RegorusEngine(), cache_size=3)
+    for cluster in ("eu-1", "eu-2", "us-1", "cn-1", "hk-1"):
+        decider.decide(Route("shop/catalog", decider.endpoint("eu-1"), decider.endpoint(cluster)), now=NOW)
+    assert len(decider.cache) == 3 and decider.cache.misses == 5
