@@ -149,7 +149,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
-        "--eval-threads", type=int, default=1, help="passed to serve (0: evaluate on the loop)"
+        "--eval-threads", type=int, default=0, help="passed to serve (0: evaluate on the loop)"
     )
     args = parser.parse_args()
     from policyengine.api.tls import make_dev_certificates

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -65,6 +66,13 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+# How long a thread may hold the GIL before another waiting thread gets it. Python's 5 ms default
+# favours throughput; here it would make every request wait behind the event loop for the audit
+# committer thread to run (measured: p99 at 500 requests/s 12 ms with 5 ms, 5 ms with 0.5 ms).
+GIL_SWITCH_SECONDS = 0.0005
+
+
 def app_from_environment() -> FastAPI:
     """The app of a uvicorn worker process (`factory=True`)."""
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     return create_app(Settings.from_environment())

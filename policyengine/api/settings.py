@@ -43,7 +43,7 @@ class Settings(BaseModel):
     mutate_failure: Literal["allow", "deny"] = "allow"
     validate_failure: Literal["allow", "deny"] = "deny"
     eval_threads: int = Field(
-        default=1, ge=0, description="threads that run Rego off the event loop; 0: inline"
+        default=0, ge=0, description="threads that run Rego off the event loop; 0: inline"
     )
 
     own_namespace: str = "policyengine-system"

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from policyengine.audit import metrics
-from policyengine.audit.chain import GENESIS, row_hash
+from policyengine.audit.chain import GENESIS, as_utc, row_hash
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.record import DEFAULT_MASK_PATHS, AuditRecord, content_of
 from policyengine.audit.schema import audit_checkpoint, audit_decision
@@ -342,15 +342,35 @@ _COPY_COLUMNS = tuple(c.name for c in audit_decision.columns if c.name != "id")
 _COPY_SQL = "COPY audit_decision ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
 
 
+_SQLITE_INSERT = "INSERT INTO audit_decision ({}) VALUES ({})".format(
+    ", ".join(f'"{name}"' for name in _COPY_COLUMNS), ", ".join("?" for _ in _COPY_COLUMNS)
+)
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores a (UTC) time
+
+
+def _sqlite_value(name: str, value: Any) -> Any:
+    if name == "time":
+        return as_utc(value).strftime(_SQLITE_TIME)
+    if name == "dry_run":
+        return 1 if value else 0
+    return value
+
+
 def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert a group of chained rows in the caller's transaction: COPY on PostgreSQL (several times
-    faster than an INSERT per row), a batched INSERT elsewhere."""
-    if connection.dialect.name != "postgresql":
-        connection.execute(audit_decision.insert(), rows)
-        return
+    """Insert a group of chained rows in the caller's transaction, straight through the driver: COPY on
+    PostgreSQL, one prepared INSERT run for every row on SQLite (values stored exactly as SQLAlchemy
+    stores them, so the models read them back)."""
     driver = connection.connection.driver_connection
     if driver is None:  # pragma: no cover - SQLAlchemy always has one inside a transaction
         raise AuditStoreError("no database connection inside the audit transaction")
+    if connection.dialect.name == "sqlite":
+        driver.executemany(
+            _SQLITE_INSERT, [tuple(_sqlite_value(name, row[name]) for name in _COPY_COLUMNS) for row in rows]
+        )
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(audit_decision.insert(), rows)
+        return
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
             for row in rows:
