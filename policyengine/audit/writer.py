@@ -342,6 +342,9 @@ _COPY_COLUMNS = tuple(c.name for c in audit_decision.columns if c.name != "id")
 _COPY_SQL = "COPY audit_decision ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
 
 
+SMALL_GROUP = 8
+_PG_INSERT = "INSERT INTO audit_decision ({}) VALUES".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
+_PG_ROW = "(" + ", ".join("%s" for _ in _COPY_COLUMNS) + ")"
 _SQLITE_INSERT = "INSERT INTO audit_decision ({}) VALUES ({})".format(
     ", ".join(f'"{name}"' for name in _COPY_COLUMNS), ", ".join("?" for _ in _COPY_COLUMNS)
 )
@@ -372,9 +375,16 @@ def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
         connection.execute(audit_decision.insert(), rows)
         return
     try:
-        with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
-            for row in rows:
-                copy.write_row([row[name] for name in _COPY_COLUMNS])
+        with driver.cursor() as cursor:
+            if len(rows) <= SMALL_GROUP:  # one statement, one round trip (COPY takes two)
+                values = ", ".join([_PG_ROW] * len(rows))
+                cursor.execute(
+                    f"{_PG_INSERT} {values}", [row[name] for row in rows for name in _COPY_COLUMNS]
+                )
+                return
+            with cursor.copy(_COPY_SQL) as copy:
+                for row in rows:
+                    copy.write_row([row[name] for name in _COPY_COLUMNS])
     except psycopg.OperationalError:
         connection.invalidate()  # the server went away: never reuse this connection
         raise
