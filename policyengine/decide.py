@@ -23,6 +23,8 @@ from policyengine.route import DataProfile, Endpoint, PiplVolume, Route
 
 EXPLAIN_QUERY = "data.policyengine.explain.result"
 DEFAULT_CACHE_SIZE = 8192
+ENDPOINT_MEMO = 4096
+_string = json.encoder.encode_basestring  # a JSON string literal (C-accelerated, no ASCII escaping)
 
 
 def serving_modules(modules: Mapping[str, str]) -> dict[str, str]:
@@ -114,6 +116,7 @@ class Decider:
         engine.load(modules, policy.data)
         self.cache: DecisionCache[Decision] = DecisionCache(cache_size)
         self.cache_by_date = reads_only_the_date(modules)
+        self._endpoints: dict[Endpoint, str] = {}
 
     @property
     def engine_name(self) -> str:
@@ -138,10 +141,13 @@ class Decider:
         it still gets its own decision_id, digest and latency.
         """
         started = time.perf_counter()
-        doc = route_input(route, now or datetime.now(UTC))
-        route_json = json.dumps(doc["route"], separators=(",", ":"))
+        route_json = (
+            f'{{"service":{_string(route.service)},"namespace":{_string(route.namespace)},'
+            f'"via":{_string(route.via)},"source":{self._endpoint_json(route.source)},'
+            f'"destination":{self._endpoint_json(route.destination)}}}'
+        )
         opt_out = "true" if route.opt_out else "false"
-        moment = doc["time"]
+        moment = rfc3339(now or datetime.now(UTC))
         payload = f'{{"route":{route_json},"opt_out":{opt_out},"time":"{moment}"}}'
         digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
         key = (route_json, opt_out, moment[:10] if self.cache_by_date else moment)
@@ -165,6 +171,15 @@ class Decider:
             regimes=known.regimes,
             input_digest=digest,
         )
+
+    def _endpoint_json(self, end: Endpoint) -> str:
+        """The input JSON of an endpoint; ends repeat (a cluster and a service's data), so it is kept."""
+        text = self._endpoints.get(end)
+        if text is None:
+            text = json.dumps(_endpoint_input(end), separators=(",", ":"))
+            if len(self._endpoints) < ENDPOINT_MEMO:
+                self._endpoints[end] = text
+        return text
 
     def _decision(self, answer: Any, digest: str) -> Decision:
         if not isinstance(answer, dict) or "allowed" not in answer:

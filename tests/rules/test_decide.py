@@ -173,3 +173,19 @@ def test_the_cache_is_bounded(policy: LoadedPolicy) -> None:
     for cluster in ("eu-1", "eu-2", "us-1", "cn-1", "hk-1"):
         decider.decide(Route("shop/catalog", decider.endpoint("eu-1"), decider.endpoint(cluster)), now=NOW)
     assert len(decider.cache) == 3 and decider.cache.misses == 5
+
+
+def test_the_input_sent_is_the_contract_document(decider: Decider, policy: LoadedPolicy) -> None:
+    """The fast path that assembles the input JSON sends exactly `route_input`'s document."""
+    import hashlib
+
+    route = Route(
+        "shop/profile",
+        decider.endpoint("cn-1", "shop/ingest", policy.classify("shop", "checkout")),
+        decider.endpoint("hk-1", "shop/profile", policy.classify("shop", "profile")),
+        via='HTTPRoute shop/x "quoted" é',
+        opt_out=True,
+    )
+    expected = json.dumps(route_input(route, NOW), separators=(",", ":"))
+    decision = decider.decide(route, now=NOW)
+    assert decision.input_digest == "sha256:" + hashlib.sha256(expected.encode()).hexdigest()
