@@ -24,7 +24,7 @@ from policyengine.route import DataProfile, Endpoint, PiplVolume, Route
 EXPLAIN_QUERY = "data.policyengine.explain.result"
 DEFAULT_CACHE_SIZE = 8192
 ENDPOINT_MEMO = 4096
-_string = json.encoder.encode_basestring  # a JSON string literal (C-accelerated, no ASCII escaping)
+_string = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.dumps writes it
 
 
 def serving_modules(modules: Mapping[str, str]) -> dict[str, str]:
