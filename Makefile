@@ -45,8 +45,13 @@ pytest: venv-test system-deps
 
 test: lint pytest
 
-bench: venv-test
+# Every benchmark, each printing its ratio to a baseline measured in the same run (docs/benchmarks.md).
+bench: venv-test system-deps
 	$(PY) bench/decide.py
+	$(PY) bench/audit.py
+	$(PY) bench/webhook.py
+	$(PY) bench/authz.py
+	$(PY) bench/opa.py
 
 clean:
 	rm -rf $(VENV) var
