@@ -83,9 +83,9 @@ def main() -> int:
     policy = load_policy(REPO / "policies")
     proc, url = start_server()
     try:
-        embedded = Decider(policy, make_engine("regorus"))
+        embedded = Decider(policy, make_engine("regorus"), cache_size=0)  # every decision evaluates
         started = time.perf_counter()
-        remote = Decider(policy, make_engine("opa", opa_url=url, timeout=5.0))
+        remote = Decider(policy, make_engine("opa", opa_url=url, timeout=5.0), cache_size=0)
         load_ms = (time.perf_counter() - started) * 1e3
         clusters = policy.cluster_names()
         routes = [
