@@ -10,6 +10,7 @@ them into the spool so the chain stays in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -96,7 +97,8 @@ class AuditWriter:
         self._db_ok = True
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST_S
-        self._autocommit_copy = engine.dialect.name == "postgresql"
+        self._postgres = engine.dialect.name == "postgresql"
+        self._pg: psycopg.Connection[Any] | None = None  # the committer's own autocommit connection
         self._seq, self._head = self._chain_head()
         metrics.SPOOL_ROWS.inc(len(spool))
         self._thread = threading.Thread(target=self._run, name=f"audit-committer-{chain_id[:8]}", daemon=True)
@@ -176,6 +178,7 @@ class AuditWriter:
             self._cond.notify_all()
         self._thread.join()
         metrics.SPOOL_ROWS.dec(len(self._spool))
+        self._drop_postgres_connection()
         self.engine.dispose()
 
     def __enter__(self) -> AuditWriter:
@@ -273,11 +276,11 @@ class AuditWriter:
             self._to_spool(rows)
             return
         try:
-            if self._autocommit_copy:
-                # PostgreSQL: one COPY is one statement, so in autocommit it is its own durable
-                # transaction: two round trips per group instead of five (BEGIN, COPY, COMMIT).
-                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                    insert_rows(connection, rows)
+            if self._postgres:
+                # PostgreSQL: one statement (a multi-row INSERT, or a COPY for bigger groups) in
+                # autocommit is its own durable transaction, on a connection the committer keeps: one
+                # or two round trips per group instead of a pool checkout, BEGIN, INSERT and COMMIT.
+                write_postgres(self._postgres_connection(), rows)
             else:
                 with self.engine.begin() as connection:
                     insert_rows(connection, rows)
@@ -287,11 +290,24 @@ class AuditWriter:
                 f"another writer uses the same chain_id: give each process its own chain_id"
             ) from exc
         except (SQLAlchemyError, psycopg.Error) as exc:
+            self._drop_postgres_connection()
             self._database_down(exc)
             self._to_spool(rows)
             return
         self._db_ok = True
         metrics.RECORDS.labels(store="database").inc(len(rows))
+
+    def _postgres_connection(self) -> psycopg.Connection[Any]:
+        if self._pg is None or self._pg.closed:
+            url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._pg = psycopg.connect(url, autocommit=True, connect_timeout=2)
+        return self._pg
+
+    def _drop_postgres_connection(self) -> None:
+        if self._pg is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._pg.close()
+            self._pg = None
 
     def _to_spool(self, rows: list[dict[str, Any]]) -> None:
         self._spool.append(rows)
@@ -375,19 +391,22 @@ def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
         connection.execute(audit_decision.insert(), rows)
         return
     try:
-        with driver.cursor() as cursor:
-            if len(rows) <= SMALL_GROUP:  # one statement, one round trip (COPY takes two)
-                values = ", ".join([_PG_ROW] * len(rows))
-                cursor.execute(
-                    f"{_PG_INSERT} {values}", [row[name] for row in rows for name in _COPY_COLUMNS]
-                )
-                return
-            with cursor.copy(_COPY_SQL) as copy:
-                for row in rows:
-                    copy.write_row([row[name] for name in _COPY_COLUMNS])
+        write_postgres(driver, rows)
     except psycopg.OperationalError:
         connection.invalidate()  # the server went away: never reuse this connection
         raise
+
+
+def write_postgres(driver: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT for a small group (one round trip), a COPY for a bigger one."""
+    with driver.cursor() as cursor:
+        if len(rows) <= SMALL_GROUP:
+            values = ", ".join([_PG_ROW] * len(rows))
+            cursor.execute(f"{_PG_INSERT} {values}", [row[name] for row in rows for name in _COPY_COLUMNS])
+            return
+        with cursor.copy(_COPY_SQL) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in _COPY_COLUMNS])
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
