@@ -90,11 +90,8 @@ def sql_row_hash(table: Table) -> ColumnElement[str]:
             value = func.coalesce(cast(func.to_json(column), Text), literal("null"))
         else:
             value = cast(func.to_json(column), Text)
-        pieces.append(literal(key) + value)
-    document = pieces[0]
-    for piece in pieces[1:]:
-        document = document + piece
-    document = document + literal("}")
+        pieces.extend((literal(key), value))
+    document = func.concat(*pieces, literal("}"))  # one concatenation, not 60 partial copies
     return func.encode(func.sha256(func.convert_to(document, "UTF8")), "hex")
 
 

@@ -11,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from policyengine.audit.chain import GENESIS, row_hash, sql_row_hash
 from policyengine.audit.schema import ROW_COLUMNS, audit_checkpoint, audit_decision
 
 FindingKind = Literal["edited", "deleted", "inserted", "reordered"]
 STREAM_CHUNK = 10_000
-PARALLEL_FROM = 20_000  # rows of a chain from which PostgreSQL verifies two ranges at once
+SPAN_ROWS = 100_000  # seq range PostgreSQL verifies in one query (two at a time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,32 +159,43 @@ class _Span:
 def _scan_span(
     engine: Engine, chain_id: str, low: int, high: int, progress: Callable[[int], None] | None
 ) -> _Span:
-    """Walk rows low..high of a chain with PostgreSQL recomputing every hash (`sql_row_hash`)."""
+    """Walk rows low..high of a chain inside PostgreSQL: it recomputes every hash (`sql_row_hash`) and
+    compares each row with the one before it (a window over seq), so only the answer crosses the wire:
+    how many rows, the first broken one, and the range's first and last links."""
     t = audit_decision
-    query = (
-        select(t.c.seq, t.c.prev_hash, t.c.hash, sql_row_hash(t))
-        .where(t.c.chain_id == chain_id, t.c.seq >= low, t.c.seq <= high)
-        .order_by(t.c.chain_id, t.c.seq)
+    ranged = and_(t.c.chain_id == chain_id, t.c.seq >= low, t.c.seq <= high)
+    walked = (
+        select(
+            t.c.seq,
+            (sql_row_hash(t) != t.c.hash).label("edited"),
+            func.lag(t.c.seq).over(order_by=t.c.seq).label("before_seq"),
+            func.lag(t.c.hash).over(order_by=t.c.seq).label("before_hash"),
+            t.c.prev_hash,
+        )
+        .where(ranged)
+        .subquery()
     )
-    span = _Span()
-    previous: tuple[int, str] | None = None
+    broken = or_(
+        walked.c.edited,
+        and_(
+            walked.c.before_seq.is_not(None),
+            or_(walked.c.seq != walked.c.before_seq + 1, walked.c.prev_hash != walked.c.before_hash),
+        ),
+    )
     with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=STREAM_CHUNK).execute(query)
-        for partition in result.partitions():
-            for seq, prev_hash, digest, recomputed in partition:
-                if previous is None:
-                    span.first = (seq, prev_hash)
-                    broken = recomputed != digest
-                else:
-                    broken = seq != previous[0] + 1 or prev_hash != previous[1] or recomputed != digest
-                if broken and span.break_at is None:
-                    span.break_at = seq
-                previous = (seq, digest)
-            span.rows += len(partition)
-            if progress is not None:
-                progress(len(partition))
-    span.last = previous
-    return span
+        rows, break_at = connection.execute(
+            select(func.count(), func.min(walked.c.seq).filter(broken)).select_from(walked)
+        ).one()
+        first = connection.execute(select(t.c.seq, t.c.prev_hash).where(ranged).order_by(t.c.seq).limit(1)).first()
+        last = connection.execute(select(t.c.seq, t.c.hash).where(ranged).order_by(t.c.seq.desc()).limit(1)).first()
+    if progress is not None and rows:
+        progress(int(rows))
+    return _Span(
+        rows=int(rows),
+        first=(int(first.seq), str(first.prev_hash)) if first is not None else None,
+        last=(int(last.seq), str(last.hash)) if last is not None else None,
+        break_at=int(break_at) if break_at is not None else None,
+    )
 
 
 def _verify_chain_in_database(
@@ -194,8 +205,8 @@ def _verify_chain_in_database(
     expected_prev: str,
     progress: Callable[[int], None] | None,
 ) -> tuple[ChainHead, Finding | None]:
-    """Verify with the hashing done by PostgreSQL, two seq ranges scanned at once (two backends), the
-    link between the ranges checked here. The first break found is then explained from the full row."""
+    """Verify with the hashing done by PostgreSQL, seq ranges checked two at a time (two backends), the
+    links between ranges checked here. The first break found is then explained from the full row."""
     t = audit_decision
     with engine.connect() as connection:
         low, top = connection.execute(
@@ -204,12 +215,10 @@ def _verify_chain_in_database(
     first_seq = expected_seq
     start = min(int(low), expected_seq) if low is not None else expected_seq  # rows below: re-inserted
     high = int(top) if top is not None else expected_seq - 1
-    if high - start >= PARALLEL_FROM:
-        middle = (start + high) // 2
-        ranges = [(start, middle), (middle + 1, high)]
-    else:
-        ranges = [(start, high)]
-    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+    ranges = [(low_, min(low_ + SPAN_ROWS - 1, high)) for low_ in range(start, high + 1, SPAN_ROWS)] or [
+        (start, high)
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two backends hash at once
         spans = list(pool.map(lambda r: _scan_span(engine, chain_id, r[0], r[1], progress), ranges))
     rows = sum(span.rows for span in spans)
     seq, prev = expected_seq, expected_prev
