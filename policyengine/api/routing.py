@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from policyengine.audit.record import AuditRecord
 from policyengine.decision import Decision
 from policyengine.route import DataProfile, PiplVolume, Route
-from policyengine.routing.adapters import DEFAULT_SOURCE_HEADER, read_authz_request
+from policyengine.routing.adapters import read_authz_request
 from policyengine.routing.filter import PolicySnapshot, RoutingFilter, Verdict, refusal
 from policyengine.routing.identity import RequestProblem
 
@@ -77,7 +77,7 @@ def routing_filter_of(app: FastAPI) -> RoutingFilter | None:
         settings = state.settings
         routing = RoutingFilter(
             cluster=str(settings.cluster),
-            source_header=str(getattr(settings, "authz_source_header", None) or DEFAULT_SOURCE_HEADER),
+            source_header=settings.authz_source_header,
         )
         state.add_reload_listener(routing.on_reload)  # called at once too when a policy is loaded
         setattr(app.state, FILTER_ATTRIBUTE, routing)

@@ -51,6 +51,12 @@ class Settings(BaseModel):
     policy_check_seconds: float = Field(default=2.0, gt=0, description="how often to look for policy changes")
     runtime_dir: Path | None = Field(default=None, description="shared by workers: reload requests")
     echo_endpoint: bool = Field(default=False, description="serve /echo, the benchmark's floor")
+    authz_source_header: str = Field(
+        default="x-policyengine-source",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="request header carrying the caller's identity for /v1/authz (else the XFCC URI)",
+    )
 
     @property
     def own_username(self) -> str:

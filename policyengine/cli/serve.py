@@ -81,6 +81,13 @@ def serve(
     ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     echo_endpoint: Annotated[bool, typer.Option("--echo-endpoint", hidden=True)] = False,
+    authz_source_header: Annotated[
+        str,
+        typer.Option(
+            help="Header with the caller's identity (SPIFFE ID or NAMESPACE/NAME) for /v1/authz; "
+            "without it the URI of x-forwarded-client-cert is used."
+        ),
+    ] = "x-policyengine-source",
 ) -> None:
     """Serve the admission webhook (/mutate, /validate), the routing filter, /healthz, /readyz, /metrics."""
     from pydantic import ValidationError
@@ -135,6 +142,7 @@ def serve(
             eval_threads=eval_threads,
             log_level=log_level,
             echo_endpoint=echo_endpoint,
+            authz_source_header=authz_source_header.lower(),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

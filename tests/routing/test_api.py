@@ -123,3 +123,20 @@ def test_decide_refuses_a_huge_body(client: TestClient) -> None:
     answer = client.post("/v1/decide", content=b"{" + b" " * 100_000 + b"}")
     assert answer.status_code == 413
     assert "bytes" in answer.json()["error"]
+
+
+def test_the_source_header_is_configurable(pg_url: str) -> None:
+    """`serve --authz-source-header x-caller`: the identity is read from that header, not the default."""
+    app = create_app(Settings(cluster="eu-1", policies=POLICIES, audit_url=pg_url, authz_source_header="x-caller"))
+    with TestClient(app, raise_server_exceptions=False) as configured:
+        answer = configured.get(
+            "/v1/authz", headers={"host": CATALOG_HOST, "x-caller": CHECKOUT, "x-original-method": "GET"}
+        )
+        assert answer.status_code == 200, answer.text
+        ignored = configured.get("/v1/authz", headers={**FROM_CHECKOUT, "x-original-method": "GET"})
+        assert ignored.status_code == 403 and "x-caller" in ignored.text
+
+
+def test_a_bad_source_header_name_is_refused_by_the_settings() -> None:
+    with pytest.raises(ValueError, match="authz_source_header"):
+        Settings(cluster="eu-1", authz_source_header="x caller: y")
