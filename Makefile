@@ -32,6 +32,9 @@ system-deps:
 AUDIT_DB ?= sqlite:///./var/audit.db
 run: venv
 	mkdir -p var
+	@echo "== The example's decisions (policyengine check examples/ --cluster eu-1); exit 1 = something is denied"
+	-$(VENV)/bin/policyengine check examples/ --cluster eu-1
+	@echo "== Serving the webhook and routing filter for eu-1 on https://127.0.0.1:8443 (Ctrl-C stops)"
 	$(VENV)/bin/policyengine db upgrade --db $(AUDIT_DB)
 	$(VENV)/bin/policyengine serve --dev-certs --cluster eu-1 --policies policies --db $(AUDIT_DB) \
 		--spool-dir var/spool --host 127.0.0.1 --port 8443
