@@ -1,42 +1,16 @@
 """Audit test databases: a fresh, migrated SQLite file or PostgreSQL database per test.
 
-PostgreSQL is the local server at 127.0.0.1:5432 (`.ci/run` starts it); each test gets its own
-database `pe_test_<uuid>`, dropped afterwards, so tests can run in parallel under xdist.
+PostgreSQL databases come from `pg_empty_url` in tests/conftest.py (a fresh `pe_test_<uuid>` on
+127.0.0.1:5432 per test, dropped afterwards).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from policyengine.audit.migrate import upgrade
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-
-
-@pytest.fixture
-def pg_empty_url() -> Iterator[str]:
-    """A fresh, empty (unmigrated) PostgreSQL database, dropped after the test."""
-    name = f"pe_test_{uuid.uuid4().hex}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required (run .ci/run or scripts/system-deps.sh): {exc}")
-    try:
-        yield PG_BASE + name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
