@@ -60,8 +60,7 @@ class ClusterUpstream:
                 body = upstream.name.encode()
                 # One write for head and body: two small writes meet Nagle and delayed ACK (40 ms).
                 self.wfile.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(body), body)
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
                 )
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer
@@ -228,3 +227,23 @@ def upstreams(*names: str) -> Iterator[dict[str, ClusterUpstream]]:
     finally:
         for upstream in started.values():
             upstream.stop()
+
+
+def connections_to(port: int) -> dict[int, str]:
+    """Every TCP connection to the server listening on 127.0.0.1:`port`, open or recently closed (either
+    end in TIME_WAIT), read from /proc/net/tcp: the client's port -> the state (hex: 01 established,
+    06 time-wait, ...) of whichever end this machine lists first."""
+    connections: dict[int, str] = {}
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16), fields[3]
+            if state == "0A":  # LISTEN
+                continue
+            if local == port:
+                connections.setdefault(remote, state)
+            elif remote == port:
+                connections.setdefault(local, state)
+    return connections
