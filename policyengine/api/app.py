@@ -29,6 +29,8 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(state.start)
+        if state.audit is not None:  # PostgreSQL: group commits on this loop, no thread hand-off
+            await state.audit.attach_event_loop()
         watcher = asyncio.create_task(state.watch())
         try:
             yield
@@ -36,6 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            if state.audit is not None:
+                await state.audit.detach_event_loop()
             await asyncio.to_thread(state.close)
 
     app = FastAPI(

@@ -5,6 +5,10 @@ One background thread (the committer) takes every record waiting at that moment,
 the spool fsync) has returned. If the database is unreachable the rows go to the chain's spool file and
 are shipped, in order and idempotently, when it is back; while the spool holds rows, new rows follow
 them into the spool so the chain stays in order.
+
+A server attaches a PostgreSQL writer to its event loop (`attach_event_loop`): group commits then run
+on the loop itself over an asyncio connection (`loop_commit.LoopCommitter`), with no thread hand-off on
+the answer's path. Chaining and persisting hold one lock in either mode, so the chain stays gapless.
 """
 
 from __future__ import annotations
@@ -20,57 +24,25 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from policyengine.audit import metrics
-from policyengine.audit.chain import GENESIS, as_utc, row_hash
+from policyengine.audit.chain import GENESIS, row_hash
 from policyengine.audit.errors import AuditStoreError
+from policyengine.audit.inserts import insert_ignoring_duplicates, insert_rows, write_postgres
+from policyengine.audit.loop_commit import LoopCommitter
 from policyengine.audit.record import DEFAULT_MASK_PATHS, AuditRecord, content_of
 from policyengine.audit.schema import audit_checkpoint, audit_decision
 from policyengine.audit.spool import DEFAULT_SPOOL_DIR, Spool
 from policyengine.audit.store import display_url, make_engine, require_migrated, resolve_url
+from policyengine.audit.waiters import Waiter, finish
 
 log = logging.getLogger("policyengine.audit")
 
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 SHIP_BATCH = 5000
-
-
-class _Waiter:
-    """One caller waiting for its row to be durable: a thread (an Event) or an asyncio future."""
-
-    __slots__ = ("content", "done", "error", "future", "loop")
-
-    def __init__(
-        self,
-        content: dict[str, Any],
-        loop: asyncio.AbstractEventLoop | None = None,
-        future: asyncio.Future[None] | None = None,
-    ) -> None:
-        self.content = content
-        self.done = threading.Event() if future is None else None
-        self.error: BaseException | None = None
-        self.loop = loop
-        self.future = future
-
-
-def _finish(batch: Sequence[_Waiter], error: BaseException | None) -> None:
-    """Wake every caller of a group: threads directly, asyncio futures with one call per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for waiter in batch:
-        waiter.error = error
-        if waiter.done is not None:
-            waiter.done.set()
-        elif waiter.loop is not None and waiter.future is not None:
-            by_loop.setdefault(waiter.loop, []).append(waiter.future)
-    for loop, futures in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle_all, futures, error)
-        except RuntimeError:  # the loop was closed while its callers waited: nobody is left to wake
-            log.warning("audit writer: an event loop closed with %d callers waiting", len(futures))
 
 
 class AuditWriter:
@@ -92,13 +64,15 @@ class AuditWriter:
         self._spool = spool
         self._url = display_url(engine.url.render_as_string(hide_password=False))
         self._cond = threading.Condition()
-        self._pending: list[_Waiter] = []
+        self._pending: list[Waiter] = []
         self._closing = False
         self._db_ok = True
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST_S
         self._postgres = engine.dialect.name == "postgresql"
         self._pg: psycopg.Connection[Any] | None = None  # the committer's own autocommit connection
+        self._commit_lock = threading.Lock()  # chaining + persisting: one group at a time, either mode
+        self._loop_committer: LoopCommitter | None = None
         self._seq, self._head = self._chain_head()
         metrics.SPOOL_ROWS.inc(len(spool))
         self._thread = threading.Thread(target=self._run, name=f"audit-committer-{chain_id[:8]}", daemon=True)
@@ -138,7 +112,12 @@ class AuditWriter:
 
         Raises AuditStoreError when it could be written nowhere (the decision is then NOT recorded).
         """
-        waiter = self._enqueue(record)
+        waiter = Waiter(content_of(record, self.mask_paths))
+        committer = self._loop_committer
+        if committer is not None:
+            committer.submit_threadsafe(waiter)
+        else:
+            self._submit(waiter)
         assert waiter.done is not None
         waiter.done.wait()
         if waiter.error is not None:
@@ -148,8 +127,30 @@ class AuditWriter:
         """`record` for asyncio callers: awaits durability without blocking the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._submit(_Waiter(content_of(record, self.mask_paths), loop, future))
+        waiter = Waiter(content_of(record, self.mask_paths), loop, future)
+        committer = self._loop_committer
+        if committer is not None and committer.loop is loop:
+            committer.submit(waiter)
+        else:
+            self._submit(waiter)
         await future
+
+    async def attach_event_loop(self) -> bool:
+        """Commit on the running event loop from now on (PostgreSQL only; True when attached).
+
+        Callers on this loop then wait for one asyncio round trip to the database, not for a thread;
+        callers on other threads or loops are handed to it. `detach_event_loop` undoes it.
+        """
+        if not self._postgres or self._loop_committer is not None:
+            return self._loop_committer is not None
+        self._loop_committer = LoopCommitter(self, asyncio.get_running_loop())
+        return True
+
+    async def detach_event_loop(self) -> None:
+        """Commit what the loop holds, close its connection and go back to the committer thread."""
+        committer, self._loop_committer = self._loop_committer, None
+        if committer is not None:
+            await committer.stop()
 
     def spool_size(self) -> int:
         """Rows waiting in the spool for the database."""
@@ -157,7 +158,9 @@ class AuditWriter:
 
     def healthy(self) -> bool:
         """True when the last commit reached the database and the spool is empty."""
-        return self._db_ok and len(self._spool) == 0 and self._thread.is_alive()
+        committer = self._loop_committer
+        loop_ok = committer is None or committer.alive
+        return self._db_ok and len(self._spool) == 0 and self._thread.is_alive() and loop_ok
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Try to ship the spool now; True when it is empty afterwards."""
@@ -170,7 +173,14 @@ class AuditWriter:
         return len(self._spool) == 0
 
     def close(self) -> None:
-        """Commit what is pending, stop the committer, release connections. Spooled rows stay on disk."""
+        """Commit what is pending, stop the committer, release connections. Spooled rows stay on disk.
+
+        Detach from an event loop first (`detach_event_loop`); close does it when called off that loop.
+        """
+        committer = self._loop_committer
+        if committer is not None:
+            committer.stop_threadsafe()
+            self._loop_committer = None
         with self._cond:
             if self._closing:
                 return
@@ -189,12 +199,7 @@ class AuditWriter:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _enqueue(self, record: AuditRecord) -> _Waiter:
-        waiter = _Waiter(content_of(record, self.mask_paths))
-        self._submit(waiter)
-        return waiter
-
-    def _submit(self, waiter: _Waiter) -> None:
+    def _submit(self, waiter: Waiter) -> None:
         with self._cond:
             if self._closing:
                 raise AuditStoreError(f"audit writer for chain {self.chain_id} is closed; open a new one")
@@ -237,13 +242,15 @@ class AuditWriter:
             if batch:
                 self._commit(batch)
             elif len(self._spool):
-                self._try_ship()
+                with self._commit_lock:
+                    self._try_ship()
             if stop:
                 if len(self._spool):
-                    self._try_ship()
+                    with self._commit_lock:
+                        self._try_ship()
                 return
 
-    def _chained(self, batch: list[_Waiter]) -> list[dict[str, Any]]:
+    def _chained(self, batch: list[Waiter]) -> list[dict[str, Any]]:
         seq, head = self._seq, self._head
         rows = []
         for waiter in batch:
@@ -256,12 +263,18 @@ class AuditWriter:
             rows.append(row)
         return rows
 
-    def _commit(self, batch: list[_Waiter]) -> None:
+    def _commit(self, batch: list[Waiter]) -> None:
+        with self._commit_lock:
+            error = self._commit_locked(batch)
+        finish(batch, error)
+
+    def _commit_locked(self, batch: list[Waiter]) -> BaseException | None:
+        """Chain and persist one group (the commit lock held); the error to hand its callers, if any."""
         rows = self._chained(batch)
         error: BaseException | None = None
         try:
             self._persist(rows)
-            self._seq, self._head = rows[-1]["seq"], rows[-1]["hash"]
+            self._advance(rows)
         except AuditStoreError as exc:
             metrics.FAILURES.inc(len(rows))
             error = exc
@@ -269,7 +282,16 @@ class AuditWriter:
             metrics.FAILURES.inc(len(rows))
             error = AuditStoreError(f"audit writer for chain {self.chain_id} failed: {exc!r}")
         metrics.BATCH_ROWS.observe(len(rows))
-        _finish(batch, error)
+        return error
+
+    def _advance(self, rows: list[dict[str, Any]]) -> None:
+        self._seq, self._head = rows[-1]["seq"], rows[-1]["hash"]
+
+    def _duplicate_chain(self, rows: list[dict[str, Any]]) -> AuditStoreError:
+        return AuditStoreError(
+            f"audit database {self._url}: chain {self.chain_id} seq {rows[0]['seq']} already exists; "
+            f"another writer uses the same chain_id: give each process its own chain_id"
+        )
 
     def _persist(self, rows: list[dict[str, Any]]) -> None:
         if len(self._spool) and not self._try_ship():
@@ -285,23 +307,31 @@ class AuditWriter:
                 with self.engine.begin() as connection:
                     insert_rows(connection, rows)
         except (IntegrityError, psycopg.IntegrityError) as exc:
-            raise AuditStoreError(
-                f"audit database {self._url}: chain {self.chain_id} seq {rows[0]['seq']} already exists; "
-                f"another writer uses the same chain_id: give each process its own chain_id"
-            ) from exc
+            raise self._duplicate_chain(rows) from exc
         except (SQLAlchemyError, psycopg.Error) as exc:
             self._drop_postgres_connection()
             self._database_down(exc)
             self._to_spool(rows)
             return
+        self._persisted(rows)
+
+    def _persisted(self, rows: list[dict[str, Any]]) -> None:
         self._db_ok = True
         metrics.RECORDS.labels(store="database").inc(len(rows))
 
+    def postgres_url(self) -> str:
+        """The database URL as psycopg takes it (with the password: never log it)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     def _postgres_connection(self) -> psycopg.Connection[Any]:
         if self._pg is None or self._pg.closed:
-            url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._pg = psycopg.connect(url, autocommit=True, connect_timeout=2)
+            self._pg = psycopg.connect(self.postgres_url(), autocommit=True, connect_timeout=2)
         return self._pg
+
+    def _wake_shipper(self) -> None:
+        """Tell the committer thread the spool has rows to retry (they were spooled on the loop)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _drop_postgres_connection(self) -> None:
         if self._pg is not None:
@@ -339,7 +369,7 @@ class AuditWriter:
             with self.engine.begin() as connection:
                 for start in range(0, len(rows), SHIP_BATCH):
                     connection.execute(
-                        _insert_ignoring_duplicates(connection.dialect.name), rows[start : start + SHIP_BATCH]
+                        insert_ignoring_duplicates(connection.dialect.name), rows[start : start + SHIP_BATCH]
                     )
         except SQLAlchemyError as exc:
             self._database_down(exc)
@@ -352,74 +382,3 @@ class AuditWriter:
         self._retry_delay = RETRY_FIRST_S
         log.warning("audit spool %s: shipped %d rows to %s", self._spool.path, len(rows), self._url)
         return True
-
-
-_COPY_COLUMNS = tuple(c.name for c in audit_decision.columns if c.name != "id")
-_COPY_SQL = "COPY audit_decision ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
-
-
-SMALL_GROUP = 8
-_PG_INSERT = "INSERT INTO audit_decision ({}) VALUES".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
-_PG_ROW = "(" + ", ".join("%s" for _ in _COPY_COLUMNS) + ")"
-_SQLITE_INSERT = "INSERT INTO audit_decision ({}) VALUES ({})".format(
-    ", ".join(f'"{name}"' for name in _COPY_COLUMNS), ", ".join("?" for _ in _COPY_COLUMNS)
-)
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores a (UTC) time
-
-
-def _sqlite_value(name: str, value: Any) -> Any:
-    if name == "time":
-        return as_utc(value).strftime(_SQLITE_TIME)
-    if name == "dry_run":
-        return 1 if value else 0
-    return value
-
-
-def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert a group of chained rows in the caller's transaction, straight through the driver: COPY on
-    PostgreSQL, one prepared INSERT run for every row on SQLite (values stored exactly as SQLAlchemy
-    stores them, so the models read them back)."""
-    driver = connection.connection.driver_connection
-    if driver is None:  # pragma: no cover - SQLAlchemy always has one inside a transaction
-        raise AuditStoreError("no database connection inside the audit transaction")
-    if connection.dialect.name == "sqlite":
-        driver.executemany(
-            _SQLITE_INSERT, [tuple(_sqlite_value(name, row[name]) for name in _COPY_COLUMNS) for row in rows]
-        )
-        return
-    if connection.dialect.name != "postgresql":
-        connection.execute(audit_decision.insert(), rows)
-        return
-    try:
-        write_postgres(driver, rows)
-    except psycopg.OperationalError:
-        connection.invalidate()  # the server went away: never reuse this connection
-        raise
-
-
-def write_postgres(driver: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT for a small group (one round trip), a COPY for a bigger one."""
-    with driver.cursor() as cursor:
-        if len(rows) <= SMALL_GROUP:
-            values = ", ".join([_PG_ROW] * len(rows))
-            cursor.execute(f"{_PG_INSERT} {values}", [row[name] for row in rows for name in _COPY_COLUMNS])
-            return
-        with cursor.copy(_COPY_SQL) as copy:
-            for row in rows:
-                copy.write_row([row[name] for name in _COPY_COLUMNS])
-
-
-def _insert_ignoring_duplicates(dialect: str) -> Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
-    return sqlite.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
-
-
-def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        if future.done():  # the caller was cancelled
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)

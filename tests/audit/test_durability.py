@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from audit.decisions import admission_record, gdpr_denial
+from audit.own_postgres import OwnPostgres, stored_ids
 from policyengine.audit import AuditStoreError, AuditWriter
-from policyengine.audit.migrate import upgrade
-from policyengine.audit.schema import audit_decision
 from policyengine.audit.store import make_engine
 from policyengine.audit.verify import verify
 
 RECORDER = Path(__file__).with_name("recorder.py")
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _stored_ids(url: str) -> list[str]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return [str(i) for i in connection.execute(select(audit_decision.c.decision_id)).scalars()]
-    finally:
-        engine.dispose()
 
 
 def _recorder(url: str, chain: str, spool: Path, per_thread: int, threads: int) -> subprocess.Popen[str]:
@@ -55,7 +38,7 @@ def test_two_processes_with_eight_threads_each(db_url: str, tmp_path: Path) -> N
         assert proc.returncode == 0, err
         assert out.rstrip().endswith("done")
     reported = [line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("recorded")]
-    stored = _stored_ids(db_url)
+    stored = stored_ids(db_url)
     assert len(reported) == len(stored) == 2 * per_thread * threads
     assert sorted(reported) == sorted(stored)
     report = verify(make_engine(db_url))
@@ -77,7 +60,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_row(db_url: str, tmp_path: Pat
     rest, _ = proc.communicate(timeout=30)
     reported += [line.split()[1] for line in rest.splitlines() if line.startswith("recorded ")]
     assert proc.returncode == -signal.SIGKILL
-    stored = set(_stored_ids(db_url))
+    stored = set(stored_ids(db_url))
     missing = [d for d in reported if d not in stored]
     assert not missing, f"{len(missing)} acknowledged decisions are not in the database"
     report = verify(make_engine(db_url))
@@ -86,61 +69,6 @@ def test_sigkill_mid_stream_loses_no_acknowledged_row(db_url: str, tmp_path: Pat
     with AuditWriter.open(db_url, chain_id="crashing", spool_dir=tmp_path) as writer:
         writer.record(admission_record(gdpr_denial()))
     assert verify(make_engine(db_url)).ok
-
-
-# -- a PostgreSQL of our own, to stop and start --------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnPostgres:
-    """A throwaway PostgreSQL 15 cluster (initdb/pg_ctl from the Debian packages) on a free port."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pe-audit-pg-"))
-        self.data = self.dir / "data"
-        self.port = _free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-            self._as = ["runuser", "-u", "postgres", "--"]
-        else:
-            self._as = []
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run([*self._as, str(PG_BIN / tool), *args], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(args)} failed: {done.stdout}{done.stderr}")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def destroy(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"{PG_BIN}/initdb is missing: install postgresql-15 (scripts/system-deps.sh)")
-    server = OwnPostgres()
-    server.start()
-    upgrade(server.url)
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def test_outage_spools_then_ships_in_order(own_postgres: OwnPostgres, tmp_path: Path) -> None:
@@ -182,7 +110,7 @@ def test_outage_spools_then_ships_in_order(own_postgres: OwnPostgres, tmp_path: 
     assert writer.flush(timeout=30), f"{writer.spool_size()} rows still spooled"
     assert writer.healthy()
     writer.close()
-    stored = _stored_ids(own_postgres.url)
+    stored = stored_ids(own_postgres.url)
     assert len(stored) == len(recorded) and set(stored) == set(recorded)
     report = verify(make_engine(own_postgres.url))
     assert report.ok, report.findings

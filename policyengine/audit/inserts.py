@@ -1,0 +1,91 @@
+"""Writing chained rows straight through the database driver: COPY or a multi-row INSERT on
+PostgreSQL (sync and asyncio connections), one prepared INSERT per row on SQLite, and the idempotent
+INSERT that ships a spool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from policyengine.audit.chain import as_utc
+from policyengine.audit.errors import AuditStoreError
+from policyengine.audit.schema import audit_decision
+
+_COPY_COLUMNS = tuple(c.name for c in audit_decision.columns if c.name != "id")
+_COPY_SQL = "COPY audit_decision ({}) FROM STDIN".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
+
+
+SMALL_GROUP = 8
+_PG_INSERT = "INSERT INTO audit_decision ({}) VALUES".format(", ".join(f'"{name}"' for name in _COPY_COLUMNS))
+_PG_ROW = "(" + ", ".join("%s" for _ in _COPY_COLUMNS) + ")"
+_SQLITE_INSERT = "INSERT INTO audit_decision ({}) VALUES ({})".format(
+    ", ".join(f'"{name}"' for name in _COPY_COLUMNS), ", ".join("?" for _ in _COPY_COLUMNS)
+)
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores a (UTC) time
+
+
+def _sqlite_value(name: str, value: Any) -> Any:
+    if name == "time":
+        return as_utc(value).strftime(_SQLITE_TIME)
+    if name == "dry_run":
+        return 1 if value else 0
+    return value
+
+
+def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert a group of chained rows in the caller's transaction, straight through the driver: COPY on
+    PostgreSQL, one prepared INSERT run for every row on SQLite (values stored exactly as SQLAlchemy
+    stores them, so the models read them back)."""
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - SQLAlchemy always has one inside a transaction
+        raise AuditStoreError("no database connection inside the audit transaction")
+    if connection.dialect.name == "sqlite":
+        driver.executemany(
+            _SQLITE_INSERT, [tuple(_sqlite_value(name, row[name]) for name in _COPY_COLUMNS) for row in rows]
+        )
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(audit_decision.insert(), rows)
+        return
+    try:
+        write_postgres(driver, rows)
+    except psycopg.OperationalError:
+        connection.invalidate()  # the server went away: never reuse this connection
+        raise
+
+
+def write_postgres(driver: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT for a small group (one round trip), a COPY for a bigger one."""
+    with driver.cursor() as cursor:
+        if len(rows) <= SMALL_GROUP:
+            cursor.execute(*small_group_insert(rows))
+            return
+        with cursor.copy(_COPY_SQL) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in _COPY_COLUMNS])
+
+
+async def write_postgres_async(driver: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]]) -> None:
+    """`write_postgres` on an asyncio connection."""
+    async with driver.cursor() as cursor:
+        if len(rows) <= SMALL_GROUP:
+            await cursor.execute(*small_group_insert(rows))
+            return
+        async with cursor.copy(_COPY_SQL) as copy:
+            for row in rows:
+                await copy.write_row([row[name] for name in _COPY_COLUMNS])
+
+
+def small_group_insert(rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The multi-row INSERT for a few rows: its SQL (one per group size, so prepared) and parameters."""
+    values = ", ".join([_PG_ROW] * len(rows))
+    return f"{_PG_INSERT} {values}", [row[name] for row in rows for name in _COPY_COLUMNS]
+
+
+def insert_ignoring_duplicates(dialect: str) -> Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
+    return sqlite.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])

@@ -1,0 +1,185 @@
+"""Group commit on an asyncio event loop, for a PostgreSQL audit writer attached to a server's loop.
+
+The thread committer costs every caller two thread hand-offs (loop -> committer thread -> loop), about
+0.1 ms per answer on a 2-core machine. Here one task on the loop takes every row waiting at that moment,
+chains them and sends one INSERT (or COPY) over an asyncio autocommit connection; callers' futures are
+settled on the same loop. The writer's commit lock is held across chaining and persisting, exactly as
+in the thread committer, so rows recorded through either path form one gapless chain.
+
+Only the healthy path runs on the loop. While the database is down or the spool holds rows, each group
+goes through the writer's thread-side logic (ship the spool first, else spool the rows, fsync'd) in a
+worker thread, and the writer's committer thread keeps retrying the spool in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from policyengine.audit import metrics
+from policyengine.audit.errors import AuditStoreError
+from policyengine.audit.inserts import write_postgres_async
+from policyengine.audit.waiters import Waiter
+
+if TYPE_CHECKING:
+    from policyengine.audit.writer import AuditWriter
+
+log = logging.getLogger("policyengine.audit")
+
+STOP_TIMEOUT_S = 30.0
+
+
+class LoopCommitter:
+    """The group committer of one writer on one event loop (created by `AuditWriter.attach_event_loop`)."""
+
+    def __init__(self, writer: AuditWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.writer = writer
+        self.loop = loop
+        self._pending: list[Waiter] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._loop_thread = threading.get_ident()
+        self._task = loop.create_task(self._run(), name=f"audit-loop-committer-{writer.chain_id[:8]}")
+
+    @property
+    def alive(self) -> bool:
+        return not self._task.done()
+
+    # -- submitting ----------------------------------------------------------------------------------
+
+    def submit(self, waiter: Waiter) -> None:
+        """Queue a row from a caller on this loop."""
+        if self._stopping:
+            raise AuditStoreError(f"audit writer for chain {self.writer.chain_id} is closing")
+        self._pending.append(waiter)
+        self._wake.set()
+
+    def submit_threadsafe(self, waiter: Waiter) -> None:
+        """Queue a row from a thread that is not the loop's; the caller waits on `waiter.done`."""
+        if threading.get_ident() == self._loop_thread:
+            raise AuditStoreError(
+                "AuditWriter.record() was called on the event loop the writer is attached to; "
+                "await record_async() there instead"
+            )
+        try:
+            self.loop.call_soon_threadsafe(self._submit_from_thread, waiter)
+        except RuntimeError as exc:  # the loop is closed
+            raise AuditStoreError(
+                f"audit writer for chain {self.writer.chain_id}: its event loop is closed ({exc})"
+            ) from None
+
+    def _submit_from_thread(self, waiter: Waiter) -> None:
+        try:
+            self.submit(waiter)
+        except AuditStoreError as exc:
+            _settle([waiter], exc)
+
+    # -- stopping ------------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Commit every queued row, then close the connection (on the loop)."""
+        self._stopping = True
+        self._wake.set()
+        await asyncio.shield(self._task)
+
+    def stop_threadsafe(self) -> None:
+        """`stop` from another thread; waits for it."""
+        if threading.get_ident() == self._loop_thread:
+            raise AuditStoreError(
+                "AuditWriter.close() was called on the event loop the writer is attached to; "
+                "await detach_event_loop() first"
+            )
+        if self.loop.is_closed() or not self.loop.is_running():
+            if self._pending:
+                log.warning("audit writer: %d rows queued on a stopped event loop", len(self._pending))
+            return
+        asyncio.run_coroutine_threadsafe(self.stop(), self.loop).result(STOP_TIMEOUT_S)
+
+    # -- committing ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    batch = self._pending[: self.writer.max_batch]
+                    del self._pending[: self.writer.max_batch]
+                    try:
+                        error = await self._commit(batch)
+                    except Exception as exc:  # never leave a caller waiting
+                        metrics.FAILURES.inc(len(batch))
+                        error = AuditStoreError(f"audit writer for chain {self.writer.chain_id} failed: {exc!r}")
+                    _settle(batch, error)
+                if self._stopping:
+                    return
+        finally:
+            await self._close_connection()
+
+    async def _commit(self, batch: list[Waiter]) -> BaseException | None:
+        writer = self.writer
+        lock = writer._commit_lock
+        if not lock.acquire(blocking=False):  # the committer thread is shipping the spool, say
+            await asyncio.to_thread(lock.acquire)
+        try:
+            if len(writer._spool) or not writer._db_ok:
+                # The outage path: ship the spool first, else append to it (fsync), off the loop.
+                return await asyncio.to_thread(writer._commit_locked, batch)
+            rows = writer._chained(batch)
+            metrics.BATCH_ROWS.observe(len(rows))
+            try:
+                await write_postgres_async(await self._connect(), rows)
+            except psycopg.IntegrityError as exc:
+                metrics.FAILURES.inc(len(rows))
+                error = writer._duplicate_chain(rows)
+                error.__cause__ = exc
+                return error
+            except psycopg.Error as exc:
+                await self._close_connection()
+                writer._database_down(exc)
+                try:
+                    await asyncio.to_thread(writer._to_spool, rows)
+                except AuditStoreError as spool_error:
+                    metrics.FAILURES.inc(len(rows))
+                    return spool_error
+                writer._advance(rows)
+                writer._wake_shipper()
+                return None
+            writer._persisted(rows)
+            writer._advance(rows)
+            return None
+        finally:
+            lock.release()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = await psycopg.AsyncConnection.connect(
+                self.writer.postgres_url(), autocommit=True, connect_timeout=2
+            )
+        return self._connection
+
+    async def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                await connection.close()
+
+
+def _settle(batch: Sequence[Waiter], error: BaseException | None) -> None:
+    """Wake the callers of one group from the loop: futures directly, threads through their Event."""
+    for waiter in batch:
+        waiter.error = error
+        if waiter.done is not None:
+            waiter.done.set()
+        elif waiter.future is not None and not waiter.future.done():
+            if error is None:
+                waiter.future.set_result(None)
+            else:
+                waiter.future.set_exception(error)

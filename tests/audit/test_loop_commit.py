@@ -1,0 +1,143 @@
+"""A PostgreSQL writer attached to an event loop (what the server does): group commits on the loop over
+an asyncio connection, sync callers on other threads handed to it, one gapless chain across attach and
+detach, and the outage path (spool, then ship) still intact."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from audit.decisions import admission_record, allow, gdpr_denial
+from audit.own_postgres import OwnPostgres, stored_ids
+from policyengine.audit import AuditStoreError, AuditWriter
+from policyengine.audit.store import make_engine
+from policyengine.audit.verify import verify
+
+
+def _verified_rows(url: str) -> int:
+    report = verify(make_engine(url))
+    assert report.ok, report.findings
+    return report.rows
+
+
+def test_attached_writer_chains_loop_and_thread_callers(pg_url: str, tmp_path: Path) -> None:
+    per_thread, per_loop = 40, 300
+
+    async def main(writer: AuditWriter) -> None:
+        assert await writer.attach_event_loop()
+        assert writer._loop_committer is not None  # the loop path is the one under test
+
+        def work(t: int) -> None:  # sync callers on other threads, handed to the loop
+            for n in range(per_thread):
+                writer.record(admission_record(gdpr_denial(t * 1000 + n), n))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        await asyncio.gather(*(writer.record_async(admission_record(allow(n), n)) for n in range(per_loop)))
+        await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+        assert writer.healthy()
+        await writer.detach_event_loop()
+        assert writer._loop_committer is None
+        await writer.record_async(admission_record(allow(-1)))  # back on the committer thread
+
+    writer = AuditWriter.open(pg_url, spool_dir=tmp_path)
+    try:
+        writer.record(admission_record(allow(-2)))  # before attaching: the committer thread
+        asyncio.run(main(writer))
+    finally:
+        writer.close()
+    assert _verified_rows(pg_url) == 2 + per_loop + 4 * per_thread
+
+
+def test_attach_is_postgresql_only(sqlite_empty_url: str, tmp_path: Path) -> None:
+    """SQLite commits block, so a SQLite writer stays on its committer thread."""
+    from policyengine.audit.migrate import upgrade
+
+    upgrade(sqlite_empty_url)
+
+    async def main(writer: AuditWriter) -> None:
+        assert not await writer.attach_event_loop()
+        await asyncio.gather(*(writer.record_async(admission_record(allow(n), n)) for n in range(20)))
+
+    with AuditWriter.open(sqlite_empty_url, spool_dir=tmp_path) as writer:
+        asyncio.run(main(writer))
+    assert _verified_rows(sqlite_empty_url) == 20
+
+
+def test_sync_record_on_the_attached_loop_is_refused(pg_url: str, tmp_path: Path) -> None:
+    """Blocking the loop the commits run on would wait forever: a clear error instead."""
+
+    async def main(writer: AuditWriter) -> None:
+        await writer.attach_event_loop()
+        with pytest.raises(AuditStoreError, match="await record_async"):
+            writer.record(admission_record(allow()))
+        await writer.record_async(admission_record(allow(1)))
+        await writer.detach_event_loop()
+
+    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+        asyncio.run(main(writer))
+    assert _verified_rows(pg_url) == 1
+
+
+def test_close_off_the_loop_commits_what_the_loop_holds(pg_url: str, tmp_path: Path) -> None:
+    """close() from another thread while still attached (a server's shutdown path) drains the loop."""
+    writer = AuditWriter.open(pg_url, spool_dir=tmp_path)
+
+    async def main() -> None:
+        await writer.attach_event_loop()
+        pending = [asyncio.ensure_future(writer.record_async(admission_record(allow(n), n))) for n in range(30)]
+        await asyncio.to_thread(writer.close)
+        await asyncio.gather(*pending)
+
+    asyncio.run(main())
+    assert _verified_rows(pg_url) == 30
+
+
+def test_outage_while_attached_spools_then_ships(own_postgres: OwnPostgres, tmp_path: Path) -> None:
+    writer = AuditWriter.open(own_postgres.url, chain_id="loop-outage", spool_dir=tmp_path)
+    recorded: list[str] = []
+
+    async def caller(n0: int, stop: asyncio.Event) -> None:
+        n = n0
+        while not stop.is_set():
+            record = admission_record(gdpr_denial(n), n)
+            await writer.record_async(record)
+            recorded.append(record.decision.decision_id)
+            n += 1
+            await asyncio.sleep(0.001)
+
+    async def main() -> None:
+        assert await writer.attach_event_loop()
+        stop = asyncio.Event()
+        callers = [asyncio.create_task(caller(k * 100_000, stop)) for k in range(4)]
+        while len(recorded) < 200:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(own_postgres.stop)
+        deadline = time.monotonic() + 20
+        while writer.spool_size() < 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert writer.spool_size() >= 200, "rows did not go to the spool while the database was down"
+        assert not writer.healthy()
+        await asyncio.to_thread(own_postgres.start)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*callers)  # no caller saw an error
+        assert await asyncio.to_thread(writer.flush, 30), f"{writer.spool_size()} rows still spooled"
+        after = admission_record(allow())
+        await writer.record_async(after)  # the loop path again, after the outage
+        recorded.append(after.decision.decision_id)
+        assert writer.healthy()
+        await writer.detach_event_loop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        writer.close()
+    stored = stored_ids(own_postgres.url)
+    assert len(stored) == len(recorded) and set(stored) == set(recorded)
+    assert _verified_rows(own_postgres.url) == len(recorded)
