@@ -1,6 +1,8 @@
 """Benchmark of the admission webhook over HTTPS on loopback.
 
-Starts `policyengine serve` (dev certificates, SQLite audit on, the default policy repo, one worker) and
+Starts `policyengine serve` (dev certificates, audit on in a fresh PostgreSQL database at 127.0.0.1:5432
+with `--db postgresql`, the default, or in a SQLite file with `--db sqlite`; the default policy repo,
+one worker) and
 drives it from a separate load-generator process (asyncio, keep-alive TLS connections, pre-encoded
 requests): a realistic HTTPRoute AdmissionReview against /validate (decided, audited, refused), and
 the same review against /echo, which only parses and echoes it (the stack's floor: TLS, HTTP, FastAPI,
@@ -8,7 +10,7 @@ AdmissionReview parsing). For each: throughput (closed loop, 16 connections) and
 fixed arrival rates of 200 and 500 requests/s (open loop: latency counts from the scheduled send time,
 so a stall is not hidden). Prints the ratios to the floor.
 
-    .venv/bin/python bench/webhook.py [--seconds 10]
+    .venv/bin/python bench/webhook.py [--seconds 10] [--db postgresql|sqlite]
 """
 
 from __future__ import annotations
@@ -25,18 +27,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 REVIEW = REPO / "examples" / "admission" / "create-httproute-profile.json"
 CONNECTIONS = 16
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 
 
 # -- the load generator (runs in its own process) ----------------------------------------------------
-async def _connect(
-    host: str, port: int, context: ssl.SSLContext
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect(host: str, port: int, context: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection(host, port, ssl=context, server_hostname="localhost")
 
 
@@ -52,9 +57,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status
 
 
-async def _closed_loop(
-    host: str, port: int, context: ssl.SSLContext, request: bytes, seconds: float
-) -> dict[str, Any]:
+async def _closed_loop(host: str, port: int, context: ssl.SSLContext, request: bytes, seconds: float) -> dict[str, Any]:
     stop = time.perf_counter() + seconds
     done = 0
     bad = 0
@@ -144,21 +147,49 @@ def run_load(port: int, path: str, ca: Path, mode: str, rate: float, seconds: fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--eval-threads", type=int, default=0, help="passed to serve (0: evaluate on the loop)"
-    )
+    parser.add_argument("--eval-threads", type=int, default=0, help="passed to serve (0: evaluate on the loop)")
+    parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql", help="the audit store")
     args = parser.parse_args()
     from policyengine.api.tls import make_dev_certificates
-    from policyengine.audit.migrate import upgrade
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     certs = make_dev_certificates(tmp / "tls")
-    audit = f"sqlite:///{tmp / 'audit.db'}"
-    upgrade(audit)
+    with audit_database(args.db, tmp) as audit:
+        results, rows = measure(args, tmp, certs, audit)
+    store = "PostgreSQL" if args.db == "postgresql" else "SQLite"
+    report(results, rows, store, args.eval_threads)
+
+
+@contextmanager
+def audit_database(kind: str, tmp: Path) -> Iterator[str]:
+    """A migrated, empty audit database: a fresh PostgreSQL database (dropped after) or a SQLite file."""
+    from sqlalchemy import create_engine, text
+
+    from policyengine.audit.migrate import upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'audit.db'}"
+        upgrade(url)
+        yield url
+        return
+    name = f"pe_bench_{uuid.uuid4().hex}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = PG_BASE + name
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def measure(args: argparse.Namespace, tmp: Path, certs: Any, audit: str) -> tuple[dict[str, dict[str, Any]], int]:
+    """Serve on `audit`, then the closed- and open-loop loads; the results and the audit rows written."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", str(REPO / "policies"),
@@ -196,14 +227,15 @@ def main() -> None:
         server.terminate()
         server.wait(15)
         shutil.rmtree(tmp, ignore_errors=True)
+    return results, rows
 
+
+def report(results: dict[str, dict[str, Any]], rows: int, store: str, eval_threads: int) -> None:
     print(
-        f"policyengine webhook over HTTPS on loopback, 1 worker, audit on (SQLite), {os.cpu_count()} CPUs, "
-        f"eval threads {args.eval_threads}, load average {os.getloadavg()[0]:.1f}"
+        f"policyengine webhook over HTTPS on loopback, 1 worker, audit on ({store}), {os.cpu_count()} CPUs, "
+        f"eval threads {eval_threads}, load average {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"{'endpoint':<14}{'req/s (16 conns)':>18}{'p50@200':>10}{'p99@200':>10}{'p50@500':>10}{'p99@500':>10}"
-    )
+    print(f"{'endpoint':<14}{'req/s (16 conns)':>18}{'p50@200':>10}{'p99@200':>10}{'p50@500':>10}{'p99@500':>10}")
     for name, r in results.items():
         print(
             f"{name:<14}{r['throughput']['rps']:>18.0f}{r[200]['p50_ms']:>9.2f}m{r[200]['p99_ms']:>9.2f}m"
@@ -211,9 +243,7 @@ def main() -> None:
         )
     floor, webhook = results["floor /echo"], results["/validate"]
     errors = sum(r[k]["errors"] for r in results.values() for k in ("throughput", 200, 500))
-    print(
-        f"throughput ratio /validate : floor = {webhook['throughput']['rps'] / floor['throughput']['rps']:.2f}"
-    )
+    print(f"throughput ratio /validate : floor = {webhook['throughput']['rps'] / floor['throughput']['rps']:.2f}")
     print(f"p99 ratio at 500 req/s /validate : floor = {webhook[500]['p99_ms'] / floor[500]['p99_ms']:.2f}")
     print(f"audit rows written: {rows}; non-200 answers: {errors}")
 

@@ -25,6 +25,7 @@ SUBJECTS = ANNOTATION_PREFIX + "subjects"
 PIPL_VOLUME = ANNOTATION_PREFIX + "pipl-volume"
 PIPL_SENSITIVE_VOLUME = ANNOTATION_PREFIX + "pipl-sensitive-volume"
 CIIO = ANNOTATION_PREFIX + "ciio"
+PROFILE_CACHE_SIZE = 8192
 
 
 def _comma_list(value: str) -> tuple[str, ...]:
@@ -61,6 +62,7 @@ class Classifier:
         self.geography = geography
         self._regime_subjects = {name: set(geography.expand(r.subjects)) for name, r in regimes.items()}
         self._regime_classes = {name: set(r.data_classes) for name, r in regimes.items()}
+        self._profiles: dict[tuple[str, str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], DataProfile] = {}
 
     def _subject_places(self, subject: str) -> set[str]:
         """Every jurisdiction a subject stands for or lies within (a group stands for its members)."""
@@ -90,9 +92,24 @@ class Classifier:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> DataProfile:
-        """The data profile of object `namespace/name`: annotations win, else the first rule per field."""
+        """The data profile of object `namespace/name`: annotations win, else the first rule per field.
+
+        Answers are remembered (the rules never change for one classifier): the same object reviewed
+        again costs a dict lookup instead of a glob match against every rule."""
         labels = labels or {}
-        annotations = annotations or {}
+        ours = {k: v for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)} if annotations else {}
+        key = (namespace, name, frozenset(labels.items()), frozenset(ours.items()))
+        profile = self._profiles.get(key)
+        if profile is None:
+            profile = self._classify(namespace, name, labels, ours)
+            if len(self._profiles) >= PROFILE_CACHE_SIZE:
+                self._profiles.clear()  # a bound, not an LRU: a policy sees few distinct objects
+            self._profiles[key] = profile
+        return profile
+
+    def _classify(
+        self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ) -> DataProfile:
         matching = [r for r in self.rules if selector_matches(r.match, namespace, name, labels)]
         data_classes = (
             _comma_list(annotations[DATA_CLASSES])

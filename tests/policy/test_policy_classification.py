@@ -111,3 +111,13 @@ def test_first_matching_rule_per_field_and_labels(repo: Path) -> None:
     assert both.subjects == ("CN",)  # from the next rule that sets subjects
     one_label = policy.classify("shop", "profile", {"team": "cn"}, {})
     assert one_label.pipl == PiplVolume(250000, 5000, False)  # every label must match
+
+
+def test_answers_are_remembered_per_object_labels_and_annotations(policy: LoadedPolicy) -> None:
+    first = policy.classify("shop", "checkout", {}, {})
+    assert policy.classify("shop", "checkout", {}, {}) is first  # the second review is a lookup
+    assert policy.classify("shop", "checkout", {}, {"example.com/owner": "team-a"}) is first  # not ours
+    annotated = policy.classify("shop", "checkout", {}, {A + "subjects": "CN"})
+    assert annotated.subjects == ("CN",) and annotated is not first
+    assert policy.classify("shop", "checkout", {"tier": "gold"}, {}) == first  # no rule reads this label
+    assert policy.classify("shop", "checkout-v2", {}, {}) is not first
