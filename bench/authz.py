@@ -25,13 +25,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the end-to-end parts: upstreams, nginx and server starters
 
+from databases import fresh_database  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from policyengine.decide import Decider  # noqa: E402
@@ -44,8 +44,6 @@ from policyengine.routing.table import DecisionTable  # noqa: E402
 POLICIES = REPO / "policies"
 CHECKOUT = "spiffe://acme.example/ns/shop/sa/checkout"
 CATALOG_HOST = "catalog.shop.svc.clusterset.local"
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 
 
 def rate(fn: Any, seconds: float) -> tuple[float, int]:
@@ -298,24 +296,12 @@ def main() -> None:
         bench_table(min(args.seconds, 3.0))
     if args.only == "table":
         return
-    name = f"pe_bench_{uuid.uuid4().hex}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        from policyengine.audit.migrate import upgrade
-
-        upgrade(PG_BASE + name)
-        with tempfile.TemporaryDirectory(prefix="pe-bench-") as tmp:
-            if args.only in (None, "server"):
-                bench_server(args.seconds, args.connections, PG_BASE + name, Path(tmp))
-                bench_server(args.seconds, args.connections, PG_BASE + name, Path(tmp), audit=False)
-            if args.only in (None, "nginx"):
-                bench_nginx(args.seconds, PG_BASE + name, Path(tmp))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("postgresql") as url, tempfile.TemporaryDirectory(prefix="pe-bench-") as tmp:
+        if args.only in (None, "server"):
+            bench_server(args.seconds, args.connections, url, Path(tmp))
+            bench_server(args.seconds, args.connections, url, Path(tmp), audit=False)
+        if args.only in (None, "nginx"):
+            bench_nginx(args.seconds, url, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -27,17 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from databases import fresh_database
 
 REPO = Path(__file__).resolve().parents[1]
 REVIEW = REPO / "examples" / "admission" / "create-httproute-profile.json"
 CONNECTIONS = 16
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 
 
 # -- the load generator (runs in its own process) ----------------------------------------------------
@@ -156,36 +153,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     certs = make_dev_certificates(tmp / "tls")
-    with audit_database(args.db, tmp) as audit:
+    with fresh_database(args.db) as audit:
         results, rows = measure(args, tmp, certs, audit)
     store = "PostgreSQL" if args.db == "postgresql" else "SQLite"
     report(results, rows, store, args.eval_threads)
-
-
-@contextmanager
-def audit_database(kind: str, tmp: Path) -> Iterator[str]:
-    """A migrated, empty audit database: a fresh PostgreSQL database (dropped after) or a SQLite file."""
-    from sqlalchemy import create_engine, text
-
-    from policyengine.audit.migrate import upgrade
-
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'audit.db'}"
-        upgrade(url)
-        yield url
-        return
-    name = f"pe_bench_{uuid.uuid4().hex}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = PG_BASE + name
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def measure(args: argparse.Namespace, tmp: Path, certs: Any, audit: str) -> tuple[dict[str, dict[str, Any]], int]:
