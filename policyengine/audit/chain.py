@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, Text, case, cast, func, literal
 
+from policyengine.audit.chainscan import Job
 from policyengine.audit.schema import CONTENT_COLUMNS, JSON_COLUMNS
 
 GENESIS = "0" * 64
@@ -73,7 +74,9 @@ def canonical(row: Mapping[str, Any]) -> bytes:
 def sql_row_hash(table: Table) -> ColumnElement[str]:
     """The same hash computed by PostgreSQL for each row of `table`: the canonical encoding built with
     SQL string functions (`to_json` escapes strings exactly as `json.dumps(..., ensure_ascii=False)`),
-    then `sha256`. Lets `verify` walk a chain at the database's speed; a test checks both agree."""
+    then `sha256`. A second, independent statement of the encoding (a test checks both agree), for
+    checks inside the database; `verify` itself streams `copy_query` and hashes in Python, which is
+    faster than PostgreSQL's string building."""
     pieces: list[ColumnElement[str]] = []
     for position, name in enumerate(_HASHED):
         column = table.c[name]
@@ -93,6 +96,58 @@ def sql_row_hash(table: Table) -> ColumnElement[str]:
         pieces.extend((literal(key), value))
     document = func.concat(*pieces, literal("}"))  # one concatenation, not 60 partial copies
     return func.encode(func.sha256(func.convert_to(document, "UTF8")), "hex")
+
+
+def copy_query(table: str) -> str:
+    """`COPY ... TO STDOUT` of the rows chain_id = %s, seq between %s and %s of `table` in seq order:
+    one column per hashed field but chain_id (the same in every row: `copy_templates` holds it), in
+    sorted-key order (time already in the canonical format, dry_run as true/false, input coalesced to
+    ''), then the stored hash, then `input IS NULL`. The layout `chainscan.scan` rebuilds documents
+    from; no NULL is written, so COPY output holds a backslash only where the data does."""
+    columns = []
+    for name in _HASHED:
+        if name == "time":
+            columns.append("""to_char(timezone('UTC', "time"), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""")
+        elif name == "dry_run":
+            columns.append("dry_run::text")
+        elif name == "input":
+            columns.append("coalesce(input, '')")
+        elif name != "chain_id":
+            columns.append(f'"{name}"')
+    columns += ["hash", "input IS NULL"]
+    return (
+        f"COPY (SELECT {', '.join(columns)} FROM {table} "
+        f"WHERE chain_id = %s AND seq BETWEEN %s AND %s ORDER BY seq) TO STDOUT"
+    )
+
+
+def copy_templates(chain_id: str) -> tuple[bytes, bytes]:
+    """The canonical document of a chain's rows as a bytes %-template over a `copy_query` row (string
+    fields inside quotes, the hash and the null flag dropped): for a row with an input, and for one
+    without."""
+    slots = []
+    for name in _HASHED:
+        if name == "chain_id":
+            slot = '"chain_id":' + _ENCODE_STR(chain_id).replace("%", "%%")
+        elif name in ("dry_run", "latency_us", "seq"):
+            slot = f'"{name}":%s'
+        else:
+            slot = f'"{name}":"%s"'
+        slots.append(slot)
+    template = "{" + ",".join(slots) + "}%.0s%.0s"
+    return template.encode(), template.replace('"input":"%s"', '"input":null%.0s').encode()
+
+
+def copy_job(table: str) -> Job:
+    """What `chainscan.scan` needs to check rows of `table`: `copy_query` and its column layout (seq,
+    prev_hash and hash; the null flag is last)."""
+    columns = [name for name in _HASHED if name != "chain_id"]
+    return Job(
+        sql=copy_query(table),
+        seq=columns.index("seq"),
+        prev_hash=columns.index("prev_hash"),
+        hash=len(columns),
+    )
 
 
 def row_hash(row: Mapping[str, Any]) -> str:

@@ -1,24 +1,38 @@
 """Walking the chains: every row's hash must match its content and link to its predecessor.
 
 `verify(engine)` reports, per chain, the first edited, deleted, inserted or reordered row (chain, seq,
-what differs). Rows are streamed in seq order, so memory stays constant on large tables.
+what differs). Rows are streamed in seq order, so memory stays constant on large tables. On PostgreSQL
+the chains are cut into seq ranges that this process and up to WORKERS - 1 worker processes scan side
+by side (`chainscan`: PostgreSQL streams the columns by COPY, Python rebuilds each canonical document
+and hashes it); the links between ranges are checked here. SQLite streams each chain in chunks.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+import psycopg
+from sqlalchemy import Connection, Engine, func, select
 
-from policyengine.audit.chain import GENESIS, row_hash, sql_row_hash
+from policyengine.audit import chainscan
+from policyengine.audit.chain import GENESIS, copy_job, copy_templates, row_hash
+from policyengine.audit.chainscan import SpanResult
+from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.schema import ROW_COLUMNS, audit_checkpoint, audit_decision
 
 FindingKind = Literal["edited", "deleted", "inserted", "reordered"]
 STREAM_CHUNK = 10_000
-SPAN_ROWS = 100_000  # seq range PostgreSQL verifies in one query (two at a time)
+SPAN_ROWS = 50_000  # rows of a chain one PostgreSQL scan covers (scans are handed out as workers free up)
+WORKERS = max(1, min(os.cpu_count() or 1, 4))  # hashing processes on PostgreSQL: this one + WORKERS - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +82,38 @@ def total_rows(engine: Engine) -> int:
 def verify(engine: Engine, progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Walk every chain; `progress(n)` is called after each chunk of n rows."""
     report = VerifyReport()
+    t = audit_decision
     with engine.connect() as connection:
-        chain_ids = [
-            str(c)
-            for c in connection.execute(
-                select(audit_decision.c.chain_id).distinct().order_by(audit_decision.c.chain_id)
-            ).scalars()
-        ]
+        extents = {
+            str(r.chain_id): (int(r.rows), int(r.low), int(r.high))
+            for r in connection.execute(
+                select(
+                    t.c.chain_id,
+                    func.count().label("rows"),
+                    func.min(t.c.seq).label("low"),
+                    func.max(t.c.seq).label("high"),
+                )
+                .group_by(t.c.chain_id)
+                .order_by(t.c.chain_id)
+            )
+        }
         checkpoints = {
             str(r.chain_id): (int(r.seq), str(r.hash))
             for r in connection.execute(
                 select(audit_checkpoint.c.chain_id, audit_checkpoint.c.seq, audit_checkpoint.c.hash)
             )
         }
+    chain_ids = list(extents)
+    spans: dict[str, list[SpanResult]] = {}
+    if engine.dialect.name == "postgresql":
+        spans = _scan_chains(engine, extents, checkpoints, progress)
     for chain_id in chain_ids:
-        head, finding = _verify_chain(engine, chain_id, checkpoints.get(chain_id), progress)
+        checkpoint = checkpoints.get(chain_id)
+        if engine.dialect.name == "postgresql":
+            expected_seq, expected_prev = (checkpoint[0] + 1, checkpoint[1]) if checkpoint else (1, GENESIS)
+            head, finding = _judge(engine, chain_id, expected_seq, expected_prev, spans[chain_id])
+        else:
+            head, finding = _verify_chain(engine, chain_id, checkpoint, progress)
         report.rows += head.rows
         report.chains.append(head)
         if finding is not None:
@@ -121,8 +152,6 @@ def _verify_chain(
     progress: Callable[[int], None] | None,
 ) -> tuple[ChainHead, Finding | None]:
     expected_seq, expected_prev = (checkpoint[0] + 1, checkpoint[1]) if checkpoint else (1, GENESIS)
-    if engine.dialect.name == "postgresql":
-        return _verify_chain_in_database(engine, chain_id, expected_seq, expected_prev, progress)
     first_seq = expected_seq
     rows = 0
     finding: Finding | None = None
@@ -146,90 +175,180 @@ def _verify_chain(
     return head, finding
 
 
-@dataclass(slots=True)
-class _Span:
-    """What one scan saw over a seq range of a chain."""
+def _ranges(rows: int, low: int, high: int, expected_seq: int) -> list[tuple[int, int]]:
+    """Seq ranges covering a chain's rows low..high in about SPAN_ROWS rows each. Rows below the
+    expected first seq are scanned too (they were re-inserted); the last range runs to the highest seq,
+    so a forged far-off seq adds no ranges."""
+    start = min(low, expected_seq)
+    stop = min(high, start + rows - 1)  # where the rows would end if contiguous
+    bounds = list(range(start, stop + 1, SPAN_ROWS)) or [start]
+    return [(b, b + SPAN_ROWS - 1) for b in bounds[:-1]] + [(bounds[-1], high)]
 
-    rows: int = 0
-    first: tuple[int, str] | None = None  # (seq, prev_hash) of its first row
-    last: tuple[int, str] | None = None  # (seq, hash) of its last row
-    break_at: int | None = None  # first row inside the range whose seq, link or content is wrong
+
+def _scan_chains(
+    engine: Engine,
+    extents: dict[str, tuple[int, int, int]],
+    checkpoints: dict[str, tuple[int, str]],
+    progress: Callable[[int], None] | None,
+) -> dict[str, list[SpanResult]]:
+    """Scan every chain's seq ranges with PostgreSQL streaming the columns (COPY) and Python hashing
+    (`chainscan.scan`): in this process and in up to WORKERS - 1 worker processes, each taking the next
+    range when it is done with one, so both PostgreSQL and Python work on every core. Each range's
+    first and last links are joined up by `_judge`."""
+    tasks: list[tuple[str, int, int]] = []
+    for chain_id, (rows, low, high) in extents.items():
+        checkpoint = checkpoints.get(chain_id)
+        expected_seq = checkpoint[0] + 1 if checkpoint else 1
+        tasks += [(chain_id, a, b) for a, b in _ranges(rows, low, high, expected_seq)]
+    if not tasks:
+        return {}
+    job = copy_job(audit_decision.name)
+    templates = {chain_id: copy_templates(chain_id) for chain_id in extents}
+    results: list[SpanResult | None] = [None] * len(tasks)
+    pending = deque(enumerate(tasks))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def take() -> tuple[int, tuple[str, int, int]] | None:
+        with lock:
+            return pending.popleft() if pending and not failed.is_set() else None
+
+    def report(rows: int) -> None:
+        if progress is not None:
+            with lock:
+                progress(rows)
+
+    def here() -> None:
+        try:
+            with engine.connect() as connection:
+                driver = connection.connection.driver_connection
+                assert isinstance(driver, psycopg.Connection)
+                while (item := take()) is not None:
+                    index, (chain_id, low, high) = item
+                    results[index] = chainscan.scan(driver, job, templates[chain_id], chain_id, low, high, report)
+        except BaseException:
+            failed.set()
+            raise
+
+    helpers = min(WORKERS, len(tasks)) - 1
+    conninfo = _conninfo(engine) if helpers > 0 else ""
+    with ThreadPoolExecutor(max_workers=helpers + 1) as pool:
+        futures = [pool.submit(here)]
+        futures += [
+            pool.submit(_helper, conninfo, job, templates, take, results, report, failed) for _ in range(helpers)
+        ]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:  # e.g. Ctrl-C: every worker stops after its current range
+            failed.set()
+            raise
+    spans: dict[str, list[SpanResult]] = {chain_id: [] for chain_id in extents}
+    for (chain_id, _, _), result in zip(tasks, results, strict=True):
+        assert result is not None
+        spans[chain_id].append(result)
+    return spans
 
 
-def _scan_span(
-    engine: Engine, chain_id: str, low: int, high: int, progress: Callable[[int], None] | None
-) -> _Span:
-    """Walk rows low..high of a chain inside PostgreSQL: it recomputes every hash (`sql_row_hash`) and
-    compares each row with the one before it (a window over seq), so only the answer crosses the wire:
-    how many rows, the first broken one, and the range's first and last links."""
-    t = audit_decision
-    ranged = and_(t.c.chain_id == chain_id, t.c.seq >= low, t.c.seq <= high)
-    walked = (
-        select(
-            t.c.seq,
-            (sql_row_hash(t) != t.c.hash).label("edited"),
-            func.lag(t.c.seq).over(order_by=t.c.seq).label("before_seq"),
-            func.lag(t.c.hash).over(order_by=t.c.seq).label("before_hash"),
-            t.c.prev_hash,
-        )
-        .where(ranged)
-        .subquery()
-    )
-    broken = or_(
-        walked.c.edited,
-        and_(
-            walked.c.before_seq.is_not(None),
-            or_(walked.c.seq != walked.c.before_seq + 1, walked.c.prev_hash != walked.c.before_hash),
-        ),
-    )
+def _conninfo(engine: Engine) -> str:
+    """libpq connection string of the engine's connections (password included: it goes down a pipe)."""
     with engine.connect() as connection:
-        rows, break_at = connection.execute(
-            select(func.count(), func.min(walked.c.seq).filter(broken)).select_from(walked)
-        ).one()
-        first = connection.execute(select(t.c.seq, t.c.prev_hash).where(ranged).order_by(t.c.seq).limit(1)).first()
-        last = connection.execute(select(t.c.seq, t.c.hash).where(ranged).order_by(t.c.seq.desc()).limit(1)).first()
-    if progress is not None and rows:
-        progress(int(rows))
-    return _Span(
-        rows=int(rows),
-        first=(int(first.seq), str(first.prev_hash)) if first is not None else None,
-        last=(int(last.seq), str(last.hash)) if last is not None else None,
-        break_at=int(break_at) if break_at is not None else None,
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        options = {o.keyword.decode(): o.val.decode() for o in driver.pgconn.info if o.val is not None}
+    return psycopg.conninfo.make_conninfo(**options)
+
+
+def _helper(
+    conninfo: str,
+    job: chainscan.Job,
+    templates: dict[str, tuple[bytes, bytes]],
+    take: Callable[[], tuple[int, tuple[str, int, int]] | None],
+    results: list[SpanResult | None],
+    report: Callable[[int], None],
+    failed: threading.Event,
+) -> None:
+    """Feed ranges to one worker process (`chainscan.serve`) until none are left. A worker that cannot
+    start or connect leaves the work to the others; one that fails during a range fails the verify."""
+    process = subprocess.Popen(
+        [sys.executable, "-P", chainscan.__file__],  # -P: not the package directory on sys.path
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
     )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(json.dumps({"conninfo": conninfo, "job": job}) + "\n")
+        process.stdin.flush()
+        if process.stdout.readline() != "ready\n":
+            return  # could not start or connect: this process and the other workers do the ranges
+        while (item := take()) is not None:
+            index, (chain_id, low, high) = item
+            with_input, without_input = (t.decode("latin-1") for t in templates[chain_id])
+            process.stdin.write(json.dumps([chain_id, low, high, with_input, without_input]) + "\n")
+            process.stdin.flush()
+            results[index] = _answer(process.stdout, report)
+    except BaseException:
+        failed.set()
+        raise
+    finally:
+        _stop(process)
 
 
-def _verify_chain_in_database(
+def _answer(stdout: IO[str], report: Callable[[int], None]) -> SpanResult:
+    while line := stdout.readline():
+        kind, _, payload = line.rstrip("\n").partition(" ")
+        if kind == "p":
+            report(int(payload))
+        elif kind == "r":
+            raw = json.loads(payload)
+            first, last = raw["first"], raw["last"]
+            return SpanResult(
+                rows=int(raw["rows"]),
+                first=(int(first[0]), str(first[1])) if first is not None else None,
+                last=(int(last[0]), str(last[1])) if last is not None else None,
+                break_at=raw["break_at"],
+            )
+        else:
+            raise AuditStoreError(f"verify worker failed: {json.loads(payload) if kind == 'e' else line!r}")
+    raise AuditStoreError("verify worker exited in the middle of a range")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    try:
+        if process.stdin is not None:
+            process.stdin.close()
+    except OSError:
+        pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _judge(
     engine: Engine,
     chain_id: str,
     expected_seq: int,
     expected_prev: str,
-    progress: Callable[[int], None] | None,
+    spans: list[SpanResult],
 ) -> tuple[ChainHead, Finding | None]:
-    """Verify with the hashing done by PostgreSQL, seq ranges checked two at a time (two backends), the
-    links between ranges checked here. The first break found is then explained from the full row."""
-    t = audit_decision
-    with engine.connect() as connection:
-        low, top = connection.execute(
-            select(func.min(t.c.seq), func.max(t.c.seq)).where(t.c.chain_id == chain_id)
-        ).one()
+    """Join a chain's scanned ranges (each range's first row must link to the previous range's last)
+    and explain the first break found from the full row."""
+    rows = sum(span["rows"] for span in spans)
     first_seq = expected_seq
-    start = min(int(low), expected_seq) if low is not None else expected_seq  # rows below: re-inserted
-    high = int(top) if top is not None else expected_seq - 1
-    ranges = [(low_, min(low_ + SPAN_ROWS - 1, high)) for low_ in range(start, high + 1, SPAN_ROWS)] or [
-        (start, high)
-    ]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two backends hash at once
-        spans = list(pool.map(lambda r: _scan_span(engine, chain_id, r[0], r[1], progress), ranges))
-    rows = sum(span.rows for span in spans)
     seq, prev = expected_seq, expected_prev
     problem: int | None = None
     for span in spans:
-        if span.first is not None and problem is None and (span.first[0] != seq or span.first[1] != prev):
-            problem = span.first[0]
-        if span.break_at is not None and problem is None:
-            problem = span.break_at
-        if span.last is not None:
-            seq, prev = span.last[0] + 1, span.last[1]
+        first, last, break_at = span["first"], span["last"], span["break_at"]
+        if first is not None and problem is None and (first[0] != seq or first[1] != prev):
+            problem = first[0]
+        if break_at is not None and problem is None:
+            problem = break_at
+        if last is not None:
+            seq, prev = last[0] + 1, last[1]
     finding = None
     if problem is not None:
         before_seq, before_hash = _row_before(engine, chain_id, problem, expected_seq, expected_prev)

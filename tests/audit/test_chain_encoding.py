@@ -1,5 +1,6 @@
 """The canonical encoding the hash chain covers: sorted-key compact JSON, the same bytes from the fast
-template in Python and from SQL in PostgreSQL (which `verify` uses to walk chains at database speed)."""
+template in Python, from SQL in PostgreSQL, and rebuilt from PostgreSQL's COPY output (which `verify`
+streams and hashes)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,28 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import select
 
 from audit.decisions import T0, admission_record, gdpr_denial
-from policyengine.audit import AuditRecord, AuditWriter
-from policyengine.audit.chain import GENESIS, canonical, format_time, row_hash, sql_row_hash
+from policyengine.audit import AuditRecord, AuditWriter, chainscan
+from policyengine.audit.chain import (
+    GENESIS,
+    canonical,
+    copy_job,
+    copy_templates,
+    format_time,
+    row_hash,
+    sql_row_hash,
+)
 from policyengine.audit.migrate import upgrade
 from policyengine.audit.record import content_of
 from policyengine.audit.schema import CONTENT_COLUMNS, JSON_COLUMNS, audit_decision
 from policyengine.audit.store import make_engine
 
 AWKWARD = ['quote " and \\ backslash', "tab\tnew\nline\r", "ctrl \x01\x1f", "ünïcödé 中文 \u2028 emoji 🎉", ""]
+# What COPY text output writes differently from JSON, or could be mistaken for its escapes.
+COPY_AWKWARD = ["vertical\x0btab, \b\f", "literal \\v, \\N and \\\\", "\\N", "100% %s", '\\"', "\x7f\x1b[0m"]
 
 
 def _reference(row: dict[str, Any]) -> bytes:
@@ -31,9 +43,9 @@ def _reference(row: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _awkward_records() -> list[AuditRecord]:
+def _awkward_records(texts: list[str] = AWKWARD) -> list[AuditRecord]:
     records = []
-    for n, text in enumerate(AWKWARD):
+    for n, text in enumerate(texts):
         base = admission_record(gdpr_denial(n), n)
         records.append(
             AuditRecord(
@@ -87,3 +99,36 @@ def test_postgresql_computes_the_same_hashes(pg_empty_url: str, tmp_path: Path) 
     assert len(rows) == len(AWKWARD)
     for seq, stored, recomputed in rows:
         assert recomputed == stored, f"seq {seq}: PostgreSQL and Python disagree on the canonical encoding"
+
+
+def test_documents_rebuilt_from_copy_output_are_canonical(pg_empty_url: str, tmp_path: Path) -> None:
+    """`chainscan.scan` hashes every row, awkward characters included (controls, vertical tab, text that
+    looks like COPY or JSON escapes, `%`), to the hash Python computed when it was written; the chain
+    id, which the templates carry, is awkward too."""
+    upgrade(pg_empty_url)
+    chain_id = 'chain "%s" \\ é'
+    records = _awkward_records(AWKWARD + COPY_AWKWARD)
+    with AuditWriter.open(pg_empty_url, chain_id=chain_id, spool_dir=tmp_path / "spool") as writer:
+        for record in records:
+            writer.record(record)
+    engine = make_engine(pg_empty_url)
+    try:
+        with engine.connect() as connection:
+            last = connection.execute(select(audit_decision.c.hash).order_by(audit_decision.c.seq.desc())).scalar()
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            job = copy_job(audit_decision.name)
+            result = chainscan.scan(driver, job, copy_templates(chain_id), chain_id, 1, len(records))
+    finally:
+        engine.dispose()
+    assert result == {"rows": len(records), "first": (1, GENESIS), "last": (len(records), last), "break_at": None}
+
+
+def test_json_escapes_turns_copy_text_into_json() -> None:
+    for text in AWKWARD + COPY_AWKWARD:
+        copy_text = text.replace("\\", "\\\\")  # COPY's escapes, as PostgreSQL writes them
+        for raw, escaped in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f"), ("\v", "\\v")):
+            copy_text = copy_text.replace(raw, escaped)
+        field = copy_text.encode().replace(b'"', b'\\"')
+        assert chainscan.json_escapes(field) == json.dumps(text, ensure_ascii=False)[1:-1].encode()
+        assert chainscan.copy_unescape(copy_text.encode()) == text
