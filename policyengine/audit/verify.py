@@ -270,13 +270,16 @@ def _helper(
 ) -> None:
     """Feed ranges to one worker process (`chainscan.serve`) until none are left. A worker that cannot
     start or connect leaves the work to the others; one that fails during a range fails the verify."""
-    process = subprocess.Popen(
-        [sys.executable, "-P", chainscan.__file__],  # -P: not the package directory on sys.path
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-P", chainscan.__file__],  # -P: not the package directory on sys.path
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+    except OSError:
+        return  # no interpreter to start (an embedded Python): this process does the ranges
     assert process.stdin is not None and process.stdout is not None
     try:
         process.stdin.write(json.dumps({"conninfo": conninfo, "job": job}) + "\n")

@@ -4,6 +4,7 @@ PostgreSQL both as one scan and split into seq ranges of 3 rows shared with a wo
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -198,3 +199,20 @@ def test_ranges_cover_the_rows_and_a_far_off_seq_adds_none(monkeypatch: pytest.M
     assert verify_module._ranges(11, 1, 10**15, 1) == [(1, 4), (5, 8), (9, 10**15)]
     assert verify_module._ranges(3, 5, 7, 1) == [(1, 7)]  # rows 1..4 gone without a checkpoint
     assert verify_module._ranges(1, 9, 9, 9) == [(9, 9)]
+
+
+def test_without_a_worker_process_this_process_scans_every_range(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with AuditWriter.open(pg_url, chain_id="chain-a", spool_dir=tmp_path) as writer:
+        for record in mixed_records(10):
+            writer.record(record)
+    engine = make_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(delete(T).where(_in_chain(6)))
+    monkeypatch.setattr(verify_module, "SPAN_ROWS", 2)
+    monkeypatch.setattr(verify_module, "WORKERS", 2)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    report = verify(engine)
+    (finding,) = report.findings
+    assert (finding.kind, finding.seq, report.rows) == ("deleted", 6, 9)
