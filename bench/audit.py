@@ -31,25 +31,22 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, text
+from databases import fresh_database
+from sqlalchemy import delete, text
 
 from policyengine.audit import AuditRecord, AuditWriter
 from policyengine.audit.chain import GENESIS, row_hash
-from policyengine.audit.migrate import upgrade
+from policyengine.audit.inserts import insert_rows
 from policyengine.audit.record import content_of
 from policyengine.audit.schema import audit_decision
 from policyengine.audit.store import make_engine
 from policyengine.audit.verify import verify
-from policyengine.audit.writer import insert_rows
 from policyengine.decision import Decision, Enforcement, Outcome, Violation
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CALLERS = 32
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -95,41 +92,20 @@ def sample_record(n: int) -> AuditRecord:
     )
 
 
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="pe-bench-") as tmp:
-            url = f"sqlite:///{tmp}/audit.db"
-            upgrade(url)
-            yield url
-        return
-    name = f"pe_bench_{uuid.uuid4().hex}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: str, start_at: float, out: Any) -> None:
     """One process: `callers` asyncio tasks await `record_async` (how the server records)."""
 
     async def run() -> tuple[float, float]:
         writer = AuditWriter.open(url, chain_id=str(uuid.uuid4()), spool_dir=spool)
+        await writer.attach_event_loop()  # as the server does (PostgreSQL: group commits on this loop)
         batches: list[int] = []
-        original = writer._commit
+        original = writer._chained
 
-        def counting(batch: list) -> None:  # type: ignore[type-arg]
+        def counting(batch: list) -> list:  # type: ignore[type-arg]
             batches.append(len(batch))
-            original(batch)
+            return original(batch)
 
-        writer._commit = counting  # type: ignore[method-assign]
+        writer._chained = counting  # type: ignore[method-assign]
         per = len(records) // callers
 
         async def work(k: int) -> None:
@@ -141,6 +117,7 @@ def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: s
         began = time.perf_counter()
         await asyncio.gather(*(work(k) for k in range(callers)))
         elapsed = time.perf_counter() - began
+        await writer.detach_event_loop()
         writer.close()
         return elapsed, sum(batches) / max(len(batches), 1)
 
@@ -282,7 +259,7 @@ def fill_bulk(url: str, rows: int, chain: str = "bulk") -> None:
 
 def bench_verify_bulk(backend: str, rows: int, repeat: int) -> None:
     """verify over a fresh table of `rows` chained rows: every run's rate, the best and the median."""
-    with database(backend) as url:
+    with fresh_database(backend) as url:
         start = time.perf_counter()
         fill_bulk(url, rows)
         print(f"{backend}: filled {rows:,} chained rows for verify in {time.perf_counter() - start:.1f} s")
@@ -331,7 +308,7 @@ def main() -> None:
         for backend in backends:
             bench_verify_bulk(backend, args.verify_rows, args.repeat)
     for backend in backends if "record" in parts else ():
-        with database(backend) as url, tempfile.TemporaryDirectory() as tmp:
+        with fresh_database(backend) as url, tempfile.TemporaryDirectory() as tmp:
             one, batch = bench_record_async(url, args.rows, CALLERS, 1, Path(tmp))
             plain = bench_plain(url, args.rows, max(1, round(batch)))
             print(
@@ -349,7 +326,7 @@ def main() -> None:
             rate, walked = bench_verify(url)
             print(f"{backend}: verify {rate:,.0f} rows/s ({walked:,} rows)")
     if args.export_rows and "export" in parts:
-        with database("postgresql") as url, tempfile.TemporaryDirectory() as tmp:
+        with fresh_database("postgresql") as url, tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             fill(url, args.export_rows)
             print(f"postgresql: filled {args.export_rows:,} chained rows in {time.perf_counter() - start:.1f} s")

@@ -4,11 +4,13 @@ streams and hashes)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import select
 
@@ -16,6 +18,7 @@ from audit.decisions import T0, admission_record, gdpr_denial
 from policyengine.audit import AuditRecord, AuditWriter, chainscan
 from policyengine.audit.chain import (
     GENESIS,
+    _canonical_fresh,
     canonical,
     copy_job,
     copy_templates,
@@ -71,6 +74,33 @@ def test_template_encoding_equals_the_json_definition() -> None:
         row.update(chain_id="chain-\u00e9", seq=n + 1, prev_hash=GENESIS)
         assert canonical(row) == _reference(row)
         assert all(isinstance(row[name], str) or row[name] is None for name in JSON_COLUMNS)
+
+
+def test_the_writers_fast_encoding_equals_the_definition() -> None:
+    """The writer hashes new rows through orjson; its bytes must be the definition's for every row shape
+    it sees, and any other shape must fall back to the general encoding."""
+    for n, record in enumerate(_awkward_records(AWKWARD + COPY_AWKWARD)):
+        row = content_of(record)
+        row.update(chain_id="chain-\u00e9", seq=n + 1, prev_hash=GENESIS)
+        assert _canonical_fresh(row) == _reference(row), record.user
+        assert row_hash(row) == hashlib.sha256(_reference(row)).hexdigest()
+    row = content_of(_awkward_records()[1])
+    row.update(chain_id="c", seq=1, prev_hash=GENESIS)
+    assert _canonical_fresh({**row, "latency_us": 12.0}) is None  # a float: the general path's integer
+    assert _canonical_fresh({**row, "dry_run": 1}) is None  # SQLite's integer boolean
+    assert _canonical_fresh({**row, "violations": []}) is None  # a parsed JSON column
+    assert _canonical_fresh({**row, "user": "lone \ud800"}) is None  # orjson refuses it; so does canonical
+
+
+def test_orjson_escapes_every_code_point_as_json_dumps_does() -> None:
+    """The premise of the fast encoding: orjson and json.dumps(ensure_ascii=False) write every string
+    alike, one code point at a time (surrogates, which neither can write as UTF-8, excepted)."""
+    differing = [
+        hex(cp)
+        for cp in (*range(0xD800), *range(0xE000, 0x110000))
+        if orjson.dumps(chr(cp)) != json.dumps(chr(cp), ensure_ascii=False).encode()
+    ]
+    assert not differing, differing[:20]
 
 
 def test_parsed_json_columns_hash_like_stored_text() -> None:
