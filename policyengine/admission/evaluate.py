@@ -10,13 +10,13 @@ shape raises `ManifestError` naming the JSON path.
 from __future__ import annotations
 
 import hashlib
-import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
+
+import orjson
 
 from policyengine.admission.extract import extractors_for
 from policyengine.admission.extract.crossing import (
@@ -35,6 +35,7 @@ from policyengine.admission.extract.shape import (
     name_of,
     namespace_of,
 )
+from policyengine.decide import new_decision_id
 from policyengine.decision import ENFORCEMENT_STRENGTH, Decision, Enforcement, Outcome, Violation
 from policyengine.route import DataProfile, Endpoint, Route
 
@@ -135,9 +136,14 @@ def data_profile(
     )
 
 
+_DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def _digest(manifest: Mapping[str, Any], cluster: str) -> str:
-    canonical = json.dumps({"cluster": cluster, "manifest": manifest}, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the object and cluster as sorted-key compact UTF-8 JSON (orjson: a manifest is
+    encoded on every review, about 4x faster than json.dumps)."""
+    canonical = orjson.dumps({"cluster": cluster, "manifest": manifest}, option=_DIGEST_OPTIONS)
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
 def _strongest(enforcements: Sequence[Enforcement]) -> Enforcement:
@@ -224,7 +230,7 @@ def combine(
     regimes = tuple(sorted({r for d in decisions for r in d.regimes}))
     permitted = _permitted(verdicts, cluster)
     base: dict[str, Any] = {
-        "decision_id": str(uuid.uuid4()),
+        "decision_id": new_decision_id(),
         "policy_revision": decisions[0].policy_revision if decisions else revision,
         "engine": decisions[0].engine if decisions else engine,
         "latency_us": sum(d.latency_us for d in decisions),
