@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -33,6 +34,13 @@ from policyengine.decision import Decision, Enforcement, Outcome
 log = logging.getLogger("policyengine.admission")
 router = APIRouter()
 echo_router = APIRouter()
+
+
+class ReviewJSON(JSONResponse):
+    """An AdmissionReview answer rendered by orjson: the same compact UTF-8 JSON, a few times faster."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 @dataclass
@@ -129,7 +137,7 @@ async def audit(
         )
     )
     for violation in decision.violations:
-        metrics.ADMISSION_VIOLATIONS.labels(violation.regime, decision.enforcement.value).inc()
+        metrics.child(metrics.ADMISSION_VIOLATIONS, violation.regime, decision.enforcement.value).inc()
 
 
 def audit_notes(decision: Decision) -> dict[str, str]:
@@ -254,8 +262,8 @@ async def handle(request: Request, endpoint: str) -> Response:
             return bad_request(endpoint, rv.ReviewError("shape", f"request.object: {exc}"))
     if answer.label == "failure":
         log.warning("%s %s: %s", endpoint, identity(obj or {}), answer.message or answer.warnings)
-    metrics.ADMISSION_REQUESTS.labels(endpoint, kind, answer.label).inc()
-    metrics.ADMISSION_DURATION.labels(endpoint, kind, answer.label).observe(time.perf_counter() - started)
+    metrics.child(metrics.ADMISSION_REQUESTS, endpoint, kind, answer.label).inc()
+    metrics.child(metrics.ADMISSION_DURATION, endpoint, kind, answer.label).observe(time.perf_counter() - started)
     body = rv.review_response(
         req.uid,
         answer.allowed,
@@ -266,7 +274,7 @@ async def handle(request: Request, endpoint: str) -> Response:
         warnings=answer.warnings,
         audit_annotations=answer.annotations,
     )
-    return JSONResponse(body)
+    return ReviewJSON(body)
 
 
 @router.post("/mutate")
@@ -289,4 +297,4 @@ async def echo(request: Request) -> Response:
         review = await read_review(request, state.settings)
     except rv.ReviewError as exc:
         return bad_request("echo", exc)
-    return JSONResponse(rv.review_response(review.request.uid, True))
+    return ReviewJSON(rv.review_response(review.request.uid, True))

@@ -9,6 +9,7 @@ registry is exposed.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +60,19 @@ READY = Gauge(
     "1 when the worker serves a loaded policy with a working audit store (minimum over workers).",
     multiprocess_mode="livemin",
 )
+
+
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: the per-request metrics repeat a few label sets, and
+    `labels()` validates and locks on every call."""
+    key = (metric, labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found
 
 
 def multiprocess_enabled() -> bool:
