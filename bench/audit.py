@@ -31,16 +31,19 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import uvloop
 from databases import fresh_database
 from sqlalchemy import delete, text
 
 from policyengine.audit import AuditRecord, AuditWriter
 from policyengine.audit.chain import GENESIS, row_hash
-from policyengine.audit.inserts import insert_rows
+from policyengine.audit.inserts import insert_rows, write_postgres_async
 from policyengine.audit.record import content_of
 from policyengine.audit.schema import audit_decision
 from policyengine.audit.store import make_engine
@@ -121,7 +124,7 @@ def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: s
         writer.close()
         return elapsed, sum(batches) / max(len(batches), 1)
 
-    out.put((len(records) // callers * callers, *asyncio.run(run())))
+    out.put((len(records) // callers * callers, *uvloop.run(run())))  # the server's event loop
 
 
 def bench_record_async(url: str, rows: int, callers: int, processes: int, spool: Path) -> tuple[float, float]:
@@ -168,29 +171,45 @@ def bench_record_threads(url: str, rows: int, spool: Path) -> float:
 
 def bench_plain(url: str, rows: int, batch: int) -> float:
     """The baseline: the same rows built and inserted unchained (constant chain fields, no group-commit
-    machinery, no waiting callers) in batches of `batch`, from one thread, through the same insert path
-    (COPY in autocommit on PostgreSQL, a batched INSERT on SQLite)."""
-    engine = make_engine(url, pre_ping=False)
+    machinery, no waiting callers) in batches of `batch`, from one thread, through the insert path the
+    chained rows take: on PostgreSQL the writer's asyncio statement (`write_postgres_async`: a multi-row
+    INSERT up to 16 rows, COPY above) in autocommit on the same kind of event loop; on SQLite the
+    prepared INSERT in a transaction."""
     records = [sample_record(n) for n in range(rows)]
-    postgres = engine.dialect.name == "postgresql"
-    start = time.perf_counter()
-    for i in range(0, rows, batch):
-        chunk = []
-        for n, record in enumerate(records[i : i + batch], i + 1):
-            row = content_of(record)
-            row.update(chain_id="plain", seq=n, prev_hash=GENESIS, hash=GENESIS)
-            chunk.append(row)
-        if postgres:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                insert_rows(c, chunk)
-        else:
+
+    def chunks() -> Iterator[list[dict[str, Any]]]:
+        for i in range(0, rows, batch):
+            chunk = []
+            for n, record in enumerate(records[i : i + batch], i + 1):
+                row = content_of(record)
+                row.update(chain_id="plain", seq=n, prev_hash=GENESIS, hash=GENESIS)
+                chunk.append(row)
+            yield chunk
+
+    engine = make_engine(url, pre_ping=False)
+    if engine.dialect.name == "postgresql":
+        psycopg_url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        async def insert_all() -> float:
+            connection = await psycopg.AsyncConnection.connect(psycopg_url, autocommit=True)
+            start = time.perf_counter()
+            for chunk in chunks():
+                await write_postgres_async(connection, chunk)
+            elapsed = time.perf_counter() - start
+            await connection.close()
+            return elapsed
+
+        elapsed = uvloop.run(insert_all())
+    else:
+        start = time.perf_counter()
+        for chunk in chunks():
             with engine.begin() as c:
                 insert_rows(c, chunk)
-    rate = rows / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
     with engine.begin() as c:
         c.execute(delete(audit_decision).where(audit_decision.c.chain_id == "plain"))
     engine.dispose()
-    return rate
+    return rows / elapsed
 
 
 def bench_verify(url: str) -> tuple[float, int]:
