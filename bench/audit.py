@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 import uvloop
 from databases import fresh_database
-from sqlalchemy import delete, text
+from sqlalchemy import Engine, delete, text
 
 from policyengine.audit import AuditRecord, AuditWriter
 from policyengine.audit.chain import GENESIS, row_hash
@@ -222,23 +222,33 @@ def bench_verify(url: str) -> tuple[float, int]:
     return report.rows / elapsed, report.rows
 
 
-def fill(url: str, rows: int, chain: str = "bulk") -> None:
-    """Insert `rows` chained rows directly (fast path for the export benchmark's data)."""
-    engine = make_engine(url)
-    head = GENESIS
-    batch = []
-    for n in range(rows):
-        row = content_of(sample_record(n))
-        row.update(chain_id=chain, seq=n + 1, prev_hash=head)
-        head = row["hash"] = row_hash(row)
+def _insert_batched(engine: Engine, rows: Iterator[dict[str, Any]], size: int) -> None:
+    """Insert `rows` in transactions of `size` rows through the writer's insert path."""
+    batch: list[dict[str, Any]] = []
+    for row in rows:
         batch.append(row)
-        if len(batch) == 20_000:
+        if len(batch) == size:
             with engine.begin() as c:
                 insert_rows(c, batch)
             batch = []
     if batch:
         with engine.begin() as c:
             insert_rows(c, batch)
+
+
+def _chained(contents: Iterator[dict[str, Any]], chain: str) -> Iterator[dict[str, Any]]:
+    """The rows of `contents` linked into one chain (seq from 1, hashes computed here)."""
+    head = GENESIS
+    for n, row in enumerate(contents, 1):
+        row.update(chain_id=chain, seq=n, prev_hash=head)
+        head = row["hash"] = row_hash(row)
+        yield row
+
+
+def fill(url: str, rows: int, chain: str = "bulk") -> None:
+    """Insert `rows` chained rows directly (fast path for the export benchmark's data)."""
+    engine = make_engine(url)
+    _insert_batched(engine, _chained((content_of(sample_record(n)) for n in range(rows)), chain), 20_000)
     engine.dispose()
 
 
@@ -247,29 +257,20 @@ def fill_bulk(url: str, rows: int, chain: str = "bulk") -> None:
     `sample_record`) with only the fields that vary per row rewritten, hashed here, written by COPY."""
     engine = make_engine(url)
     templates = [content_of(sample_record(n)) for n in range(3)]
-    head = GENESIS
-    batch: list[dict[str, Any]] = []
-    for n in range(rows):
-        row = dict(templates[n % 3])
-        row.update(
-            decision_id=f"bench-{n}",
-            name=f"checkout-{n % 997}",
-            latency_us=120 + n % 50,
-            input_digest="sha256:" + hashlib.sha256(str(n).encode()).hexdigest(),
-            time=T0 + timedelta(seconds=n),
-            chain_id=chain,
-            seq=n + 1,
-            prev_hash=head,
-        )
-        head = row["hash"] = row_hash(row)
-        batch.append(row)
-        if len(batch) == 50_000:
-            with engine.begin() as c:
-                insert_rows(c, batch)
-            batch = []
-    if batch:
-        with engine.begin() as c:
-            insert_rows(c, batch)
+
+    def contents() -> Iterator[dict[str, Any]]:
+        for n in range(rows):
+            row = dict(templates[n % 3])
+            row.update(
+                decision_id=f"bench-{n}",
+                name=f"checkout-{n % 997}",
+                latency_us=120 + n % 50,
+                input_digest="sha256:" + hashlib.sha256(str(n).encode()).hexdigest(),
+                time=T0 + timedelta(seconds=n),
+            )
+            yield row
+
+    _insert_batched(engine, _chained(contents(), chain), 50_000)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("VACUUM ANALYZE audit_decision"))  # hint bits set, as on a table that has lived
