@@ -10,6 +10,8 @@ RECORDS = Counter(
     "Decisions made durable, by where they went (database or spool).",
     ["store"],
 )
+RECORDS_IN_DATABASE = RECORDS.labels(store="database")  # bound once: labels() locks on every call
+RECORDS_IN_SPOOL = RECORDS.labels(store="spool")
 SPOOL_ROWS = Gauge(
     "policyengine_audit_spool_rows",
     "Rows waiting in local spools for the audit database to come back.",

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 from policyengine.decision import Decision
 
 Source = Literal["admission", "routing", "scan", "cli"]
@@ -120,6 +122,25 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+def _strings_json(values: Sequence[str]) -> str:
+    """`canonical_json` of a list of strings, through orjson (the same bytes: it escapes every code point
+    as json.dumps does, a test checks it) when every item is a str."""
+    if not values:
+        return "[]"
+    if all(type(v) is str for v in values):
+        return orjson.dumps(list(values)).decode()
+    return canonical_json(list(values))
+
+
+def _violations_json(violations: Sequence[Mapping[str, Any]]) -> str:
+    """`canonical_json` of violation dicts (string values), through orjson when every value is a str."""
+    if not violations:
+        return "[]"
+    if all(type(v) is str for violation in violations for v in violation.values()):
+        return orjson.dumps(list(violations), option=orjson.OPT_SORT_KEYS).decode()
+    return canonical_json(list(violations))
+
+
 def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PATHS) -> dict[str, Any]:
     """The content columns of the row for `record` (everything but chain_id, seq, prev_hash, hash)."""
     if record.source not in SOURCES:
@@ -144,10 +165,10 @@ def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PAT
         "regimes": ",".join(sorted(set(d.regimes))),
         "decision": d.outcome.value,
         "enforcement": d.enforcement.value,
-        "violations": canonical_json([v.to_dict() for v in d.violations]),
+        "violations": _violations_json([v.to_dict() for v in d.violations]),
         "patch": canonical_json([dict(op) for op in d.patch]),
-        "permitted_clusters": canonical_json(list(d.permitted_clusters)),
-        "warnings": canonical_json(list(d.warnings)),
+        "permitted_clusters": _strings_json(d.permitted_clusters),
+        "warnings": _strings_json(d.warnings),
         "policy_revision": d.policy_revision,
         "engine": d.engine,
         "latency_us": round(d.latency_us),  # whole microseconds

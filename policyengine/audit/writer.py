@@ -251,12 +251,16 @@ class AuditWriter:
                 return
 
     def _chained(self, batch: list[Waiter]) -> list[dict[str, Any]]:
+        """The group's rows, linked after the chain's head. Each waiter's content is its own dict (built
+        by `record` for this call), so it becomes the row; a retry after a failure rewrites the same
+        chain fields."""
         seq, head = self._seq, self._head
         rows = []
+        chain_id = self.chain_id
         for waiter in batch:
             seq += 1
-            row = dict(waiter.content)
-            row["chain_id"] = self.chain_id
+            row = waiter.content
+            row["chain_id"] = chain_id
             row["seq"] = seq
             row["prev_hash"] = head
             head = row["hash"] = row_hash(row)
@@ -317,7 +321,7 @@ class AuditWriter:
 
     def _persisted(self, rows: list[dict[str, Any]]) -> None:
         self._db_ok = True
-        metrics.RECORDS.labels(store="database").inc(len(rows))
+        metrics.RECORDS_IN_DATABASE.inc(len(rows))
 
     def postgres_url(self) -> str:
         """The database URL as psycopg takes it (with the password: never log it)."""
@@ -342,7 +346,7 @@ class AuditWriter:
     def _to_spool(self, rows: list[dict[str, Any]]) -> None:
         self._spool.append(rows)
         metrics.SPOOL_ROWS.inc(len(rows))
-        metrics.RECORDS.labels(store="spool").inc(len(rows))
+        metrics.RECORDS_IN_SPOOL.inc(len(rows))
 
     def _database_down(self, exc: SQLAlchemyError | psycopg.Error) -> None:
         metrics.OUTAGES.inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from policyengine.audit.chain import (
     sql_row_hash,
 )
 from policyengine.audit.migrate import upgrade
-from policyengine.audit.record import content_of
+from policyengine.audit.record import canonical_json, content_of
 from policyengine.audit.schema import CONTENT_COLUMNS, JSON_COLUMNS, audit_decision
 from policyengine.audit.store import make_engine
 
@@ -90,6 +91,20 @@ def test_the_writers_fast_encoding_equals_the_definition() -> None:
     assert _canonical_fresh({**row, "dry_run": 1}) is None  # SQLite's integer boolean
     assert _canonical_fresh({**row, "violations": []}) is None  # a parsed JSON column
     assert _canonical_fresh({**row, "user": "lone \ud800"}) is None  # orjson refuses it; so does canonical
+
+
+def test_structured_columns_are_the_canonical_json_text() -> None:
+    """content_of writes string lists and violations through orjson: the same text as canonical_json."""
+    for text in AWKWARD + COPY_AWKWARD:
+        base = gdpr_denial(1)
+        violation = replace(base.violations[0], message=text, remedy=text + "!")
+        decision = replace(base, violations=(violation,), warnings=(text, "w"), permitted_clusters=(text,))
+        row = content_of(admission_record(decision))
+        assert row["violations"] == canonical_json([violation.to_dict()])
+        assert row["warnings"] == canonical_json([text, "w"])
+        assert row["permitted_clusters"] == canonical_json([text])
+    empty = content_of(admission_record(replace(gdpr_denial(2), violations=(), warnings=())))
+    assert (empty["violations"], empty["warnings"]) == ("[]", "[]")
 
 
 def test_orjson_escapes_every_code_point_as_json_dumps_does() -> None:
