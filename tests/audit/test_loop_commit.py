@@ -141,3 +141,27 @@ def test_outage_while_attached_spools_then_ships(own_postgres: OwnPostgres, tmp_
     stored = stored_ids(own_postgres.url)
     assert len(stored) == len(recorded) and set(stored) == set(recorded)
     assert _verified_rows(own_postgres.url) == len(recorded)
+
+
+def test_a_second_writer_on_the_same_chain_is_refused_on_either_path(pg_url: str, tmp_path: Path) -> None:
+    """Two processes given one chain_id would fork the chain: the database's (chain_id, seq) key refuses
+    the second writer's rows, and the caller is told why, on the loop path and on the thread path."""
+    first = AuditWriter.open(pg_url, chain_id="shared", spool_dir=tmp_path / "first")
+    second = AuditWriter.open(pg_url, chain_id="shared", spool_dir=tmp_path / "second")
+    try:
+        first.record(admission_record(allow(1)))  # seq 1; `second` also thinks seq 1 comes next
+
+        async def main() -> None:
+            assert await second.attach_event_loop()
+            with pytest.raises(AuditStoreError, match="another writer uses the same chain_id"):
+                await second.record_async(admission_record(allow(2)))
+            await second.detach_event_loop()
+
+        asyncio.run(main())
+        with pytest.raises(AuditStoreError, match="another writer uses the same chain_id"):
+            second.record(admission_record(allow(3)))
+        assert second.spool_size() == 0  # refused, not spooled: the rows would never ship
+    finally:
+        first.close()
+        second.close()
+    assert _verified_rows(pg_url) == 1
