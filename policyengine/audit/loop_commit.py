@@ -55,9 +55,13 @@ class LoopCommitter:
     # -- submitting ----------------------------------------------------------------------------------
 
     def submit(self, waiter: Waiter) -> None:
-        """Queue a row from a caller on this loop."""
+        """Queue a row from a caller on this loop; refused at once when nothing would commit it."""
         if self._stopping:
             raise AuditStoreError(f"audit writer for chain {self.writer.chain_id} is closing")
+        if self._task.done():  # cancelled or crashed: a queued row would wait forever
+            raise AuditStoreError(
+                f"audit writer for chain {self.writer.chain_id}: its committer on the event loop has stopped"
+            )
         self._pending.append(waiter)
         self._wake.set()
 
@@ -87,7 +91,8 @@ class LoopCommitter:
         """Commit every queued row, then close the connection (on the loop)."""
         self._stopping = True
         self._wake.set()
-        await asyncio.shield(self._task)
+        if not self._task.done():  # a committer that was cancelled or crashed has nothing left to do
+            await asyncio.shield(self._task)
 
     def stop_threadsafe(self) -> None:
         """`stop` from another thread; waits for it."""
@@ -105,6 +110,7 @@ class LoopCommitter:
     # -- committing ----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        batch: list[Waiter] = []
         try:
             while True:
                 await self._wake.wait()
@@ -118,9 +124,17 @@ class LoopCommitter:
                         metrics.FAILURES.inc(len(batch))
                         error = AuditStoreError(f"audit writer for chain {self.writer.chain_id} failed: {exc!r}")
                     _settle(batch, error)
+                    batch = []
                 if self._stopping:
                     return
         finally:
+            # Cancelled (the loop is being torn down): nobody will commit these rows; their callers are
+            # told so rather than left waiting (a group in flight may still have reached the database).
+            stranded = batch + self._pending
+            self._pending = []
+            if stranded:
+                metrics.FAILURES.inc(len(stranded))
+                _settle(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
             await self._close_connection()
 
     async def _commit(self, batch: list[Waiter]) -> BaseException | None:

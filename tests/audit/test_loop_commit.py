@@ -165,3 +165,29 @@ def test_a_second_writer_on_the_same_chain_is_refused_on_either_path(pg_url: str
         first.close()
         second.close()
     assert _verified_rows(pg_url) == 1
+
+
+def test_a_stopped_loop_committer_refuses_at_once(pg_url: str, tmp_path: Path) -> None:
+    """If the committer task is gone (cancelled with its loop, or a bug), callers get an error at once
+    (the server then refuses, fail closed) instead of waiting forever, and the writer reports unhealthy."""
+
+    async def main(writer: AuditWriter) -> None:
+        await writer.attach_event_loop()
+        await writer.record_async(admission_record(allow(1)))
+        committer = writer._loop_committer
+        assert committer is not None
+        in_flight = asyncio.ensure_future(writer.record_async(admission_record(allow(9))))
+        await asyncio.sleep(0)  # queued, its committer woken
+        committer._task.cancel()
+        with pytest.raises(AuditStoreError, match="stopped"):
+            await in_flight  # told, not left waiting
+        await asyncio.sleep(0.01)
+        assert not writer.healthy()
+        with pytest.raises(AuditStoreError, match="committer on the event loop has stopped"):
+            await writer.record_async(admission_record(allow(2)))
+        await writer.detach_event_loop()  # the committer thread takes over again
+        await writer.record_async(admission_record(allow(3)))
+
+    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+        asyncio.run(main(writer))
+    assert _verified_rows(pg_url) == 2
