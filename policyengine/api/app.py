@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from policyengine.api import admin, admission, health, routing
+from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
 
@@ -31,6 +32,9 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(state.start)
         if state.audit is not None:  # PostgreSQL: group commits on this loop, no thread hand-off
             await state.audit.attach_event_loop()
+        if settings.tune_gc:
+            tune_collector()
+            state.add_reload_listener(settle_heap)  # now (the policy is loaded) and after every swap
         watcher = asyncio.create_task(state.watch())
         try:
             yield

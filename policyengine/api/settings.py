@@ -51,6 +51,7 @@ class Settings(BaseModel):
     policy_check_seconds: float = Field(default=2.0, gt=0, description="how often to look for policy changes")
     runtime_dir: Path | None = Field(default=None, description="shared by workers: reload requests")
     echo_endpoint: bool = Field(default=False, description="serve /echo, the benchmark's floor")
+    tune_gc: bool = Field(default=True, description="freeze the heap after each policy load; rarer young GC")
     authz_source_header: str = Field(
         default="x-policyengine-source",
         min_length=1,
