@@ -10,7 +10,6 @@ import hashlib
 import json
 import random
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +39,13 @@ def rfc3339(moment: datetime) -> str:
 def new_decision_id() -> str:
     """A random (version 4) UUID. Decision ids need to be unique, not secret, so they come from the
     process's PRNG (reseeded after fork) rather than a system call per decision."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    text = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# The version (4) and variant (RFC 4122) bits of a random UUID, as uuid.UUID(int=..., version=4) sets them.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def _pipl(volume: PiplVolume | None) -> dict[str, Any] | None:
@@ -117,15 +122,23 @@ class Decider:
         self.cache: DecisionCache[Decision] = DecisionCache(cache_size)
         self.cache_by_date = reads_only_the_date(modules)
         self._endpoints: dict[Endpoint, str] = {}
+        self._ends: dict[tuple[str, str | None, DataProfile | None], Endpoint] = {}
+        self._json_of_memoized: dict[int, str] = {}  # id() of an Endpoint held in _ends -> its JSON
 
     @property
     def engine_name(self) -> str:
         return self.engine.name
 
     def endpoint(self, cluster: str, workload: str | None = None, data: DataProfile | None = None) -> Endpoint:
-        """An Endpoint whose region, jurisdiction and entity come from the policy repo (never the caller)."""
+        """An Endpoint whose region, jurisdiction and entity come from the policy repo (never the caller).
+
+        Ends repeat (a cluster, a service and its data), so the same arguments give the same object."""
+        key = (cluster, workload, data)
+        known = self._ends.get(key)
+        if known is not None:
+            return known
         info = self.policy.cluster_info(cluster)
-        return Endpoint(
+        end = Endpoint(
             cluster=cluster,
             workload=workload,
             data=data or DataProfile(),
@@ -133,6 +146,10 @@ class Decider:
             jurisdiction=info.jurisdiction if info else None,
             entity=info.entity if info else None,
         )
+        if len(self._ends) < ENDPOINT_MEMO:
+            self._ends[key] = end
+            self._json_of_memoized[id(end)] = json.dumps(_endpoint_input(end), separators=(",", ":"))
+        return end
 
     def decide(self, route: Route, *, now: datetime | None = None) -> Decision:
         """Evaluate one route. Never raises: engine errors become a deny with the reason.
@@ -173,7 +190,13 @@ class Decider:
         )
 
     def _endpoint_json(self, end: Endpoint) -> str:
-        """The input JSON of an endpoint; ends repeat (a cluster and a service's data), so it is kept."""
+        """The input JSON of an endpoint; ends repeat (a cluster and a service's data), so it is kept.
+
+        Ends made by `endpoint` stay alive in its memo, so their identity is a safe (and cheaper than
+        hashing every field) key."""
+        text = self._json_of_memoized.get(id(end))
+        if text is not None:
+            return text
         text = self._endpoints.get(end)
         if text is None:
             text = json.dumps(_endpoint_input(end), separators=(",", ":"))

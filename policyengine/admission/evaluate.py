@@ -201,7 +201,7 @@ def evaluate_manifest(
                 profiles[crossing.service] = data_profile(policy, manifest, context, crossing.service)
             route = Route(
                 service=crossing.service,
-                source=decider.endpoint(crossing.source, workload=None, data=DataProfile()),
+                source=decider.endpoint(crossing.source),
                 destination=decider.endpoint(
                     crossing.destination, workload=crossing.service, data=profiles[crossing.service]
                 ),

@@ -189,3 +189,23 @@ def test_the_input_sent_is_the_contract_document(decider: Decider, policy: Loade
     expected = json.dumps(route_input(route, NOW), separators=(",", ":"))
     decision = decider.decide(route, now=NOW)
     assert decision.input_digest == "sha256:" + hashlib.sha256(expected.encode()).hexdigest()
+
+
+def test_decision_ids_are_version_4_uuids_as_the_uuid_module_writes_them() -> None:
+    """`new_decision_id` formats the PRNG's bits itself; the text must be what uuid.UUID would make."""
+    import random
+    import uuid
+
+    from policyengine.decide import new_decision_id
+
+    state = random.getstate()
+    try:
+        for seed in range(200):
+            random.seed(seed)
+            ours = new_decision_id()
+            random.seed(seed)
+            assert ours == str(uuid.UUID(int=random.getrandbits(128), version=4))
+            parsed = uuid.UUID(ours)
+            assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    finally:
+        random.setstate(state)  # other tests' ids stay unpredictable
