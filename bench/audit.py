@@ -41,6 +41,7 @@ import uvloop
 from databases import fresh_database
 from sqlalchemy import Engine, delete, text
 
+from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.audit import AuditRecord, AuditWriter
 from policyengine.audit.chain import GENESIS, row_hash
 from policyengine.audit.inserts import insert_rows, write_postgres_async
@@ -101,6 +102,7 @@ def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: s
     async def run() -> tuple[float, float]:
         writer = AuditWriter.open(url, chain_id=str(uuid.uuid4()), spool_dir=spool)
         await writer.attach_event_loop()  # as the server does (PostgreSQL: group commits on this loop)
+        settle_heap()  # as the server does after loading: the prepared records leave the collector's passes
         batches: list[int] = []
         original = writer._chained
 
@@ -176,6 +178,7 @@ def bench_plain(url: str, rows: int, batch: int) -> float:
     INSERT up to 16 rows, COPY above) in autocommit on the same kind of event loop; on SQLite the
     prepared INSERT in a transaction."""
     records = [sample_record(n) for n in range(rows)]
+    settle_heap()  # the same collector treatment as the chained run's records
 
     def chunks() -> Iterator[list[dict[str, Any]]]:
         for i in range(0, rows, batch):
@@ -322,6 +325,7 @@ def main() -> None:
         "--only", action="append", choices=("record", "verify", "export"), help="run only these parts (repeatable)"
     )
     args = parser.parse_args()
+    tune_collector()  # the server's collector settings (policyengine/api/memory.py), in every process
     parts = set(args.only or ("record", "verify", "export"))
     backends = ("postgresql", "sqlite") if args.backend == "both" else (args.backend,)
     if "verify" in parts and args.verify_rows:

@@ -87,12 +87,21 @@ def _canonical_fresh(row: Mapping[str, Any]) -> bytes | None:
         return None
     if any(type(row[name]) is not str for name in _JSON_TEXT if row[name] is not None):
         return None
-    document = dict(zip(_HASHED, _FIELDS(row), strict=True))
-    document["time"] = format_time(document["time"])
+    when = row["time"]
     try:
+        if row.keys() == _HASHED_SET and when.tzinfo is UTC and when.microsecond:
+            # The row is the document: orjson writes an aware UTC time with microseconds exactly as
+            # format_time does (it drops a zero fraction, hence the microsecond test).
+            return orjson.dumps(row, option=_ROW_OPTIONS)
+        document = dict(zip(_HASHED, _FIELDS(row), strict=True))
+        document["time"] = format_time(when)
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a value orjson does not take as canonical writes it (e.g. a lone surrogate)
         return None
+
+
+_HASHED_SET = frozenset(_HASHED)
+_ROW_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
 
 
 def sql_row_hash(table: Table) -> ColumnElement[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,12 @@ def test_the_writers_fast_encoding_equals_the_definition() -> None:
         assert row_hash(row) == hashlib.sha256(_reference(row)).hexdigest()
     row = content_of(_awkward_records()[1])
     row.update(chain_id="c", seq=1, prev_hash=GENESIS)
+    whole_second = {**row, "time": T0}  # orjson would drop a zero fraction: the general path writes it
+    assert _canonical_fresh(whole_second) == _reference(whole_second)
+    with_hash = {**row, "hash": "f" * 64}  # a key outside the document: not written into it
+    assert _canonical_fresh(with_hash) == _reference(row)
+    offset = {**row, "time": T0.astimezone(timezone(timedelta(hours=2))) + timedelta(microseconds=7)}
+    assert _canonical_fresh(offset) == _reference(offset)  # written as UTC either way
     assert _canonical_fresh({**row, "latency_us": 12.0}) is None  # a float: the general path's integer
     assert _canonical_fresh({**row, "dry_run": 1}) is None  # SQLite's integer boolean
     assert _canonical_fresh({**row, "violations": []}) is None  # a parsed JSON column
