@@ -183,6 +183,18 @@ def copy_job(table: str) -> Job:
     )
 
 
+def new_row_hash(row: Mapping[str, Any]) -> str:
+    """`row_hash` of a row the writer just built from `content_of` and its chain fields (its keys and
+    value types are then exactly the document's, so only the time needs a look)."""
+    when = row["time"]
+    if when.microsecond and when.tzinfo is UTC:
+        try:
+            return hashlib.sha256(orjson.dumps(row, option=_ROW_OPTIONS)).hexdigest()
+        except TypeError:  # a lone surrogate: the general path reports it
+            pass
+    return row_hash(row)
+
+
 def row_hash(row: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical encoding of `row` (a fast path for rows as the writer builds them)."""
     document = _canonical_fresh(row)

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from policyengine.audit import metrics
-from policyengine.audit.chain import GENESIS, row_hash
+from policyengine.audit.chain import GENESIS, new_row_hash
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.inserts import insert_ignoring_duplicates, insert_rows, write_postgres
 from policyengine.audit.loop_commit import LoopCommitter
@@ -263,7 +263,7 @@ class AuditWriter:
             row["chain_id"] = chain_id
             row["seq"] = seq
             row["prev_hash"] = head
-            head = row["hash"] = row_hash(row)
+            head = row["hash"] = new_row_hash(row)
             rows.append(row)
         return rows
 

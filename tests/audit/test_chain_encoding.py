@@ -24,6 +24,7 @@ from policyengine.audit.chain import (
     copy_job,
     copy_templates,
     format_time,
+    new_row_hash,
     row_hash,
     sql_row_hash,
 )
@@ -85,6 +86,8 @@ def test_the_writers_fast_encoding_equals_the_definition() -> None:
         row.update(chain_id="chain-\u00e9", seq=n + 1, prev_hash=GENESIS)
         assert _canonical_fresh(row) == _reference(row), record.user
         assert row_hash(row) == hashlib.sha256(_reference(row)).hexdigest()
+        assert new_row_hash(row) == row_hash(row)  # the writer's shortcut for rows it just built
+        assert set(row) == set(CONTENT_COLUMNS) | {"chain_id", "seq", "prev_hash"}
     row = content_of(_awkward_records()[1])
     row.update(chain_id="c", seq=1, prev_hash=GENESIS)
     whole_second = {**row, "time": T0}  # orjson would drop a zero fraction: the general path writes it
