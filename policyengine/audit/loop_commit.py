@@ -132,6 +132,8 @@ class LoopCommitter:
             # told so rather than left waiting (a group in flight may still have reached the database).
             stranded = batch + self._pending
             self._pending = []
+            if batch:  # it may have reached the database: the next commit re-reads the chain's head first
+                self.writer._head_uncertain = True
             if stranded:
                 metrics.FAILURES.inc(len(stranded))
                 _settle(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
@@ -143,6 +145,8 @@ class LoopCommitter:
         if not lock.acquire(blocking=False):  # the committer thread is shipping the spool, say
             await asyncio.to_thread(lock.acquire)
         try:
+            if writer._head_uncertain:
+                await asyncio.to_thread(writer._resync_head)
             if len(writer._spool) or not writer._db_ok:
                 # The outage path: ship the spool first, else append to it (fsync), off the loop.
                 return await asyncio.to_thread(writer._commit_locked, batch)

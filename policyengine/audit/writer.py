@@ -72,6 +72,7 @@ class AuditWriter:
         self._postgres = engine.dialect.name == "postgresql"
         self._pg: psycopg.Connection[Any] | None = None  # the committer's own autocommit connection
         self._commit_lock = threading.Lock()  # chaining + persisting: one group at a time, either mode
+        self._head_uncertain = False  # a group was cut off mid-commit: re-read the head before chaining
         self._loop_committer: LoopCommitter | None = None
         self._seq, self._head = self._chain_head()
         metrics.SPOOL_ROWS.inc(len(spool))
@@ -123,8 +124,12 @@ class AuditWriter:
         if waiter.error is not None:
             raise waiter.error
 
-    async def record_async(self, record: AuditRecord) -> None:
-        """`record` for asyncio callers: awaits durability without blocking the event loop."""
+    def record_async(self, record: AuditRecord) -> asyncio.Future[None]:
+        """`record` for asyncio callers: `await writer.record_async(r)` returns once the row is durable,
+        without blocking the event loop (raises AuditStoreError as `record` does).
+
+        A plain function returning the future its caller awaits, not a coroutine: one frame less to
+        create and resume per row."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         waiter = Waiter(content_of(record, self.mask_paths), loop, future)
@@ -133,7 +138,7 @@ class AuditWriter:
             committer.submit(waiter)
         else:
             self._submit(waiter)
-        await future
+        return future
 
     async def attach_event_loop(self) -> bool:
         """Commit on the running event loop from now on (PostgreSQL only; True when attached).
@@ -274,6 +279,12 @@ class AuditWriter:
 
     def _commit_locked(self, batch: list[Waiter]) -> BaseException | None:
         """Chain and persist one group (the commit lock held); the error to hand its callers, if any."""
+        if self._head_uncertain:
+            try:
+                self._resync_head()
+            except AuditStoreError as exc:
+                metrics.FAILURES.inc(len(batch))
+                return exc
         rows = self._chained(batch)
         error: BaseException | None = None
         try:
@@ -287,6 +298,18 @@ class AuditWriter:
             error = AuditStoreError(f"audit writer for chain {self.chain_id} failed: {exc!r}")
         metrics.BATCH_ROWS.observe(len(rows))
         return error
+
+    def _resync_head(self) -> None:
+        """Re-read the chain's head (spool, else database) after a group was cut off mid-commit, so the
+        next row follows whatever reached the database. Raises AuditStoreError when it cannot be read."""
+        try:
+            self._seq, self._head = self._chain_head()
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(
+                f"audit database {self._url}: cannot read the head of chain {self.chain_id} "
+                f"after an interrupted commit ({type(exc).__name__}); retry when the database answers"
+            ) from exc
+        self._head_uncertain = False
 
     def _advance(self, rows: list[dict[str, Any]]) -> None:
         self._seq, self._head = rows[-1]["seq"], rows[-1]["hash"]

@@ -169,7 +169,8 @@ def test_a_second_writer_on_the_same_chain_is_refused_on_either_path(pg_url: str
 
 def test_a_stopped_loop_committer_refuses_at_once(pg_url: str, tmp_path: Path) -> None:
     """If the committer task is gone (cancelled with its loop, or a bug), callers get an error at once
-    (the server then refuses, fail closed) instead of waiting forever, and the writer reports unhealthy."""
+    (the server then refuses, fail closed) instead of waiting forever, and the writer reports unhealthy.
+    A group cut off mid-commit makes the next commit re-read the chain's head, so nothing forks."""
 
     async def main(writer: AuditWriter) -> None:
         await writer.attach_event_loop()
@@ -190,4 +191,40 @@ def test_a_stopped_loop_committer_refuses_at_once(pg_url: str, tmp_path: Path) -
 
     with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
         asyncio.run(main(writer))
-    assert _verified_rows(pg_url) == 2
+    # The cut-off row may have reached the database before the cancellation (its caller was refused
+    # all the same); either way the next row follows it and the chain verifies.
+    assert _verified_rows(pg_url) in (2, 3)
+
+
+def test_a_group_cut_off_after_reaching_the_database_is_followed_not_forked(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The committer is cancelled after its statement reached the database but before it learned so:
+    the writer re-reads the chain's head, so the next row follows the cut-off one (no duplicate seq)."""
+    from policyengine.audit import loop_commit
+
+    real_write = loop_commit.write_postgres_async
+    reached = asyncio.Event()
+
+    async def write_then_hang(driver: object, rows: list[dict[str, object]]) -> None:
+        await real_write(driver, rows)  # type: ignore[arg-type]
+        reached.set()
+        await asyncio.Event().wait()  # never answers: cut off here
+
+    async def main(writer: AuditWriter) -> None:
+        await writer.attach_event_loop()
+        await writer.record_async(admission_record(allow(1)))
+        monkeypatch.setattr(loop_commit, "write_postgres_async", write_then_hang)
+        cut_off = asyncio.ensure_future(writer.record_async(admission_record(allow(2))))
+        await reached.wait()
+        committer = writer._loop_committer
+        assert committer is not None
+        committer._task.cancel()
+        with pytest.raises(AuditStoreError, match="stopped"):
+            await cut_off
+        await writer.detach_event_loop()
+        await writer.record_async(admission_record(allow(3)))  # the thread path: seq 3, after the cut-off row
+
+    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+        asyncio.run(main(writer))
+    assert _verified_rows(pg_url) == 3
