@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Table, Text, case, cast, func, literal
 
 from policyengine.audit.chainscan import Job
 from policyengine.audit.schema import CONTENT_COLUMNS, JSON_COLUMNS
@@ -87,48 +86,34 @@ def _canonical_fresh(row: Mapping[str, Any]) -> bytes | None:
         return None
     if any(type(row[name]) is not str for name in _JSON_TEXT if row[name] is not None):
         return None
-    when = row["time"]
+    if row.keys() == _HASHED_SET:
+        return _row_as_document(row)
+    document = dict(zip(_HASHED, _FIELDS(row), strict=True))
+    document["time"] = format_time(document["time"])
     try:
-        if row.keys() == _HASHED_SET and when.tzinfo is UTC and when.microsecond:
-            # The row is the document: orjson writes an aware UTC time with microseconds exactly as
-            # format_time does (it drops a zero fraction, hence the microsecond test).
-            return orjson.dumps(row, option=_ROW_OPTIONS)
-        document = dict(zip(_HASHED, _FIELDS(row), strict=True))
-        document["time"] = format_time(when)
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a value orjson does not take as canonical writes it (e.g. a lone surrogate)
         return None
 
 
+def _row_as_document(row: Mapping[str, Any]) -> bytes | None:
+    """The canonical encoding of a row whose keys and value types are exactly the document's, written
+    by orjson from the row itself; None when only the general path can write it."""
+    when = row["time"]
+    if when.tzinfo is not UTC or not when.microsecond:  # orjson drops a zero fraction; format_time not
+        document = {**row, "time": format_time(when)}
+        try:
+            return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+    try:
+        return orjson.dumps(row, option=_ROW_OPTIONS)  # an aware UTC time, written as format_time does
+    except TypeError:  # a lone surrogate: the general path reports it
+        return None
+
+
 _HASHED_SET = frozenset(_HASHED)
 _ROW_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
-
-
-def sql_row_hash(table: Table) -> ColumnElement[str]:
-    """The same hash computed by PostgreSQL for each row of `table`: the canonical encoding built with
-    SQL string functions (`to_json` escapes strings exactly as `json.dumps(..., ensure_ascii=False)`),
-    then `sha256`. A second, independent statement of the encoding (a test checks both agree), for
-    checks inside the database; `verify` itself streams `copy_query` and hashes in Python, which is
-    faster than PostgreSQL's string building."""
-    pieces: list[ColumnElement[str]] = []
-    for position, name in enumerate(_HASHED):
-        column = table.c[name]
-        key = ("{" if position == 0 else ",") + f'"{name}":'
-        value: ColumnElement[str]
-        if name == "time":
-            utc = func.timezone("UTC", column)
-            value = literal('"') + func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') + literal('"')
-        elif name == "dry_run":
-            value = case((column, literal("true")), else_=literal("false"))
-        elif name in ("latency_us", "seq"):
-            value = cast(column, Text)
-        elif name == "input":
-            value = func.coalesce(cast(func.to_json(column), Text), literal("null"))
-        else:
-            value = cast(func.to_json(column), Text)
-        pieces.extend((literal(key), value))
-    document = func.concat(*pieces, literal("}"))  # one concatenation, not 60 partial copies
-    return func.encode(func.sha256(func.convert_to(document, "UTF8")), "hex")
 
 
 def copy_query(table: str) -> str:
@@ -186,13 +171,8 @@ def copy_job(table: str) -> Job:
 def new_row_hash(row: Mapping[str, Any]) -> str:
     """`row_hash` of a row the writer just built from `content_of` and its chain fields (its keys and
     value types are then exactly the document's, so only the time needs a look)."""
-    when = row["time"]
-    if when.microsecond and when.tzinfo is UTC:
-        try:
-            return hashlib.sha256(orjson.dumps(row, option=_ROW_OPTIONS)).hexdigest()
-        except TypeError:  # a lone surrogate: the general path reports it
-            pass
-    return row_hash(row)
+    document = _row_as_document(row)
+    return row_hash(row) if document is None else hashlib.sha256(document).hexdigest()
 
 
 def row_hash(row: Mapping[str, Any]) -> str:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -25,7 +24,7 @@ import psycopg
 from policyengine.audit import metrics
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.inserts import write_postgres_async
-from policyengine.audit.waiters import Waiter
+from policyengine.audit.waiters import Waiter, finish_on_loop
 
 if TYPE_CHECKING:
     from policyengine.audit.writer import AuditWriter
@@ -83,7 +82,7 @@ class LoopCommitter:
         try:
             self.submit(waiter)
         except AuditStoreError as exc:
-            _settle([waiter], exc)
+            finish_on_loop([waiter], exc)
 
     # -- stopping ------------------------------------------------------------------------------------
 
@@ -123,7 +122,7 @@ class LoopCommitter:
                     except Exception as exc:  # never leave a caller waiting
                         metrics.FAILURES.inc(len(batch))
                         error = AuditStoreError(f"audit writer for chain {self.writer.chain_id} failed: {exc!r}")
-                    _settle(batch, error)
+                    finish_on_loop(batch, error)
                     batch = []
                 if self._stopping:
                     return
@@ -136,7 +135,7 @@ class LoopCommitter:
                 self.writer._head_uncertain = True
             if stranded:
                 metrics.FAILURES.inc(len(stranded))
-                _settle(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
+                finish_on_loop(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
             await self._close_connection()
 
     async def _commit(self, batch: list[Waiter]) -> BaseException | None:
@@ -189,15 +188,3 @@ class LoopCommitter:
             with contextlib.suppress(psycopg.Error):
                 await connection.close()
 
-
-def _settle(batch: Sequence[Waiter], error: BaseException | None) -> None:
-    """Wake the callers of one group from the loop: futures directly, threads through their Event."""
-    for waiter in batch:
-        waiter.error = error
-        if waiter.done is not None:
-            waiter.done.set()
-        elif waiter.future is not None and not waiter.future.done():
-            if error is None:
-                waiter.future.set_result(None)
-            else:
-                waiter.future.set_exception(error)
