@@ -1,6 +1,6 @@
-"""The canonical encoding the hash chain covers: sorted-key compact JSON, the same bytes from the fast
-template in Python, from SQL in PostgreSQL, and rebuilt from PostgreSQL's COPY output (which `verify`
-streams and hashes)."""
+"""The canonical encoding the hash chain covers: sorted-key compact JSON, the same bytes from the
+template in Python, from orjson for the writer's new rows, and rebuilt from PostgreSQL's COPY output
+(which `verify` streams and hashes)."""
 
 from __future__ import annotations
 
