@@ -106,9 +106,9 @@ def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: s
         batches: list[int] = []
         original = writer._chained
 
-        def counting(batch: list) -> list:  # type: ignore[type-arg]
+        def counting(batch: list, ready: int = 0) -> list:  # type: ignore[type-arg]
             batches.append(len(batch))
-            return original(batch)
+            return original(batch, ready)
 
         writer._chained = counting  # type: ignore[method-assign]
         per = len(records) // callers
@@ -126,7 +126,11 @@ def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: s
         writer.close()
         return elapsed, sum(batches) / max(len(batches), 1)
 
-    out.put((len(records) // callers * callers, *uvloop.run(run())))  # the server's event loop
+    try:
+        out.put((len(records) // callers * callers, *uvloop.run(run())))  # the server's event loop
+    except BaseException as exc:
+        out.put(exc)  # the parent raises it rather than waiting for a result forever
+        raise
 
 
 def bench_record_async(url: str, rows: int, callers: int, processes: int, spool: Path) -> tuple[float, float]:
@@ -143,6 +147,9 @@ def bench_record_async(url: str, rows: int, callers: int, processes: int, spool:
     for w in workers:
         w.start()
     done = [results.get() for _ in workers]
+    for result in done:
+        if isinstance(result, BaseException):
+            raise SystemExit(f"a recording process failed: {result!r}")
     for w in workers:
         w.join()
     total = sum(n for n, _, _ in done)

@@ -1,10 +1,12 @@
 """Group commit on an asyncio event loop, for a PostgreSQL audit writer attached to a server's loop.
 
 The thread committer costs every caller two thread hand-offs (loop -> committer thread -> loop), about
-0.1 ms per answer on a 2-core machine. Here one task on the loop takes every row waiting at that moment,
+0.1 ms per answer on a 2-core machine. Here one task on the loop takes the rows waiting at that moment,
 chains them and sends one INSERT (or COPY) over an asyncio autocommit connection; callers' futures are
-settled on the same loop. The writer's commit lock is held across chaining and persisting, exactly as
-in the thread committer, so rows recorded through either path form one gapless chain.
+settled on the same loop. One group is in the database at a time; when it returns, the next group is
+sent before the returned group's callers are woken, so their next rows are built, and linked ahead, while the database
+works. The writer's commit lock is held across chaining and persisting, exactly as in the thread
+committer, so rows recorded through either path form one gapless chain.
 
 Only the healthy path runs on the loop. While the database is down or the spool holds rows, each group
 goes through the writer's thread-side logic (ship the spool first, else spool the rows, fsync'd) in a
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("policyengine.audit")
 
 STOP_TIMEOUT_S = 30.0
+SPLIT_FROM = 4  # an idle connection splits the queue in two from 2 x this many rows
 
 
 class LoopCommitter:
@@ -41,6 +44,8 @@ class LoopCommitter:
         self.writer = writer
         self.loop = loop
         self._pending: list[Waiter] = []
+        self._ready = 0  # the first rows of `_pending` that are linked ahead (`_link_ahead`)
+        self._taken_ready = 0  # of the group `_take` returned last
         self._wake = asyncio.Event()
         self._stopping = False
         self._connection: psycopg.AsyncConnection[Any] | None = None
@@ -112,25 +117,32 @@ class LoopCommitter:
         batch: list[Waiter] = []
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._pending:
-                    batch = self._pending[: self.writer.max_batch]
-                    del self._pending[: self.writer.max_batch]
-                    try:
-                        error = await self._commit(batch)
-                    except Exception as exc:  # never leave a caller waiting
-                        metrics.FAILURES.inc(len(batch))
-                        error = AuditStoreError(f"audit writer for chain {self.writer.chain_id} failed: {exc!r}")
-                    finish_on_loop(batch, error)
-                    batch = []
-                if self._stopping:
-                    return
+                if not batch:
+                    if not self._pending:
+                        if self._stopping:
+                            return
+                        await self._wake.wait()
+                        self._wake.clear()
+                        continue
+                    batch = self._take(idle=True)
+                    sending = self.loop.create_task(self._commit(batch, self._taken_ready))
+                    await self._link_ahead(batch)
+                error = await self._outcome(sending, batch)
+                done, batch = batch, []
+                if self._pending:
+                    # Send the next group before waking this one's callers: their next rows are built
+                    # (and linked) while it travels, so the database is not left waiting on them.
+                    batch = self._take(idle=False)
+                    sending = self.loop.create_task(self._commit(batch, self._taken_ready))
+                finish_on_loop(done, error)
+                if batch:
+                    await self._link_ahead(batch)
         finally:
             # Cancelled (the loop is being torn down): nobody will commit these rows; their callers are
             # told so rather than left waiting (a group in flight may still have reached the database).
             stranded = batch + self._pending
             self._pending = []
+            self._ready = 0
             if batch:  # it may have reached the database: the next commit re-reads the chain's head first
                 self.writer._head_uncertain = True
             if stranded:
@@ -138,7 +150,41 @@ class LoopCommitter:
                 finish_on_loop(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
             await self._close_connection()
 
-    async def _commit(self, batch: list[Waiter]) -> BaseException | None:
+    def _take(self, *, idle: bool) -> list[Waiter]:
+        """The next group from the queue. With nothing in flight and many rows waiting, only half: the
+        other half is sent the moment it returns, and from then on one group's callers build their next
+        rows while the other group is in the database (callers that all wait on one group would
+        otherwise leave the database idle while they run, and run idle while it commits)."""
+        count = len(self._pending)
+        if idle and count >= 2 * SPLIT_FROM:
+            count = (count + 1) // 2
+        count = min(count, self.writer.max_batch)
+        batch = self._pending[:count]
+        del self._pending[:count]
+        self._taken_ready = min(self._ready, count)
+        self._ready -= self._taken_ready
+        return batch
+
+    async def _link_ahead(self, sending: list[Waiter]) -> None:
+        """Once the callers just woken have queued their next rows, chain the queue after the group in
+        the database, so the next group is sent as soon as that one returns. Only a guess: `_commit`
+        keeps these links only if they still follow the chain's head (the group may fail, or a thread
+        commit come first)."""
+        await asyncio.sleep(0)  # the woken callers run first (they were scheduled before this task)
+        tail = sending[-1].content
+        if self._ready or not self._pending or "hash" not in tail:  # linked already / nothing / not chained yet
+            return
+        self.writer.link(self._pending, tail["seq"], tail["hash"])
+        self._ready = len(self._pending)
+
+    async def _outcome(self, sending: asyncio.Task[BaseException | None], batch: list[Waiter]) -> BaseException | None:
+        try:
+            return await sending
+        except Exception as exc:  # never leave a caller waiting
+            metrics.FAILURES.inc(len(batch))
+            return AuditStoreError(f"audit writer for chain {self.writer.chain_id} failed: {exc!r}")
+
+    async def _commit(self, batch: list[Waiter], ready: int) -> BaseException | None:
         writer = self.writer
         lock = writer._commit_lock
         if not lock.acquire(blocking=False):  # the committer thread is shipping the spool, say
@@ -149,7 +195,7 @@ class LoopCommitter:
             if len(writer._spool) or not writer._db_ok:
                 # The outage path: ship the spool first, else append to it (fsync), off the loop.
                 return await asyncio.to_thread(writer._commit_locked, batch)
-            rows = writer._chained(batch)
+            rows = writer._chained(batch, ready)
             metrics.BATCH_ROWS.observe(len(rows))
             try:
                 await write_postgres_async(await self._connect(), rows)
@@ -187,4 +233,3 @@ class LoopCommitter:
         if connection is not None:
             with contextlib.suppress(psycopg.Error):
                 await connection.close()
-

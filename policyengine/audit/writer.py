@@ -255,22 +255,31 @@ class AuditWriter:
                         self._try_ship()
                 return
 
-    def _chained(self, batch: list[Waiter]) -> list[dict[str, Any]]:
+    def _chained(self, batch: list[Waiter], ready: int = 0) -> list[dict[str, Any]]:
         """The group's rows, linked after the chain's head. Each waiter's content is its own dict (built
         by `record` for this call), so it becomes the row; a retry after a failure rewrites the same
-        chain fields."""
+        chain fields. The first `ready` rows were linked ahead (`link`, while the group before them was
+        in the database): kept when they follow the head, linked again when they do not."""
         seq, head = self._seq, self._head
-        rows = []
+        if ready and batch[0].content["seq"] == seq + 1 and batch[0].content["prev_hash"] == head:
+            last = batch[ready - 1].content
+            seq, head = last["seq"], last["hash"]
+        else:
+            ready = 0
+        self.link(batch[ready:], seq, head)
+        return [waiter.content for waiter in batch]
+
+    def link(self, batch: list[Waiter], seq: int, head: str) -> None:
+        """Chain the rows of `batch` after (`seq`, `head`), in place (again, if they were linked before)."""
         chain_id = self.chain_id
         for waiter in batch:
             seq += 1
             row = waiter.content
+            row.pop("hash", None)  # linked before: the hash covers every other field
             row["chain_id"] = chain_id
             row["seq"] = seq
             row["prev_hash"] = head
             head = row["hash"] = new_row_hash(row)
-            rows.append(row)
-        return rows
 
     def _commit(self, batch: list[Waiter]) -> None:
         with self._commit_lock:

@@ -5,6 +5,7 @@ detach, and the outage path (spool, then ship) still intact."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -228,3 +229,42 @@ def test_a_group_cut_off_after_reaching_the_database_is_followed_not_forked(
     with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
         asyncio.run(main(writer))
     assert _verified_rows(pg_url) == 3
+
+
+def test_the_next_group_is_sent_before_the_last_groups_callers_wake(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """32 callers that each wait for their row before recording the next would otherwise move in one
+    group: the committer sends half, then each group the moment the other returns, before waking the
+    returned group's callers (so their next rows are built while the database works)."""
+    from policyengine.audit import loop_commit
+
+    real_write = loop_commit.write_postgres_async
+    events: list[tuple[str, int]] = []  # ("sent", first seq of a group) / ("woke", the seq a caller waited on)
+
+    async def logged_write(driver: object, rows: list[dict[str, object]]) -> None:
+        events.append(("sent", int(rows[0]["seq"])))  # type: ignore[call-overload]
+        await real_write(driver, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop_commit, "write_postgres_async", logged_write)
+    callers, rounds = 32, 6
+
+    async def caller(writer: AuditWriter, k: int) -> None:
+        for n in range(rounds):
+            await writer.record_async(admission_record(allow(k * 100 + n), n))
+            events.append(("woke", k))
+
+    async def main(writer: AuditWriter) -> None:
+        await writer.attach_event_loop()
+        await asyncio.gather(*(caller(writer, k) for k in range(callers)))
+        await writer.detach_event_loop()
+
+    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+        asyncio.run(main(writer))
+    assert _verified_rows(pg_url) == callers * rounds
+    sends = [n for n, (kind, _) in enumerate(events) if kind == "sent"]
+    assert len(sends) >= 2 * rounds  # two alternating groups, not one group of all 32
+    for previous, current in itertools.pairwise(sends):
+        # Between two sends, only the callers of one group wake: the next group left before them.
+        between = [k for kind, k in events[previous + 1 : current] if kind == "woke"]
+        assert len(between) <= callers // 2 + 1, (previous, between)
