@@ -268,3 +268,50 @@ def test_the_next_group_is_sent_before_the_last_groups_callers_wake(
         # Between two sends, only the callers of one group wake: the next group left before them.
         between = [k for kind, k in events[previous + 1 : current] if kind == "woke"]
         assert len(between) <= callers // 2 + 1, (previous, between)
+
+
+def test_rows_linked_ahead_of_a_failed_group_are_linked_again(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a group is in the database the queued rows are linked after it; when that group fails
+    without advancing the chain (here the database refuses it as a duplicate), they are linked again
+    after the real head, and their hashes rebuilt, so the rows that do commit form a verifiable chain."""
+    import psycopg
+
+    from policyengine.audit import loop_commit
+
+    real_write = loop_commit.write_postgres_async
+    refused: list[int] = []
+
+    async def refuse_first_group(driver: object, rows: list[dict[str, object]]) -> None:
+        if not refused:
+            refused.append(len(rows))
+            await asyncio.sleep(0.05)  # in the database long enough for the queue to be linked after it
+            raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+        await real_write(driver, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop_commit, "write_postgres_async", refuse_first_group)
+    links: list[int] = []  # the seq each link starts after
+
+    async def main(writer: AuditWriter) -> list[BaseException | None]:
+        real_link = writer.link
+
+        def spy(batch: list[loop_commit.Waiter], seq: int, head: str) -> None:
+            links.append(seq)
+            real_link(batch, seq, head)
+
+        monkeypatch.setattr(writer, "link", spy)
+        await writer.attach_event_loop()
+        outcomes = await asyncio.gather(
+            *(writer.record_async(admission_record(allow(n), n)) for n in range(32)), return_exceptions=True
+        )
+        await writer.detach_event_loop()
+        return outcomes
+
+    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+        outcomes = asyncio.run(main(writer))
+    failed = [o for o in outcomes if isinstance(o, AuditStoreError)]
+    assert len(failed) == refused[0] == 16  # the first half was refused, and its callers told so
+    assert 16 in links  # the second half was linked ahead, after the refused group...
+    assert links[-1] == 0  # ...and again after the real head when its turn came
+    assert _verified_rows(pg_url) == 16
