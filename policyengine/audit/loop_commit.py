@@ -34,7 +34,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("policyengine.audit")
 
 STOP_TIMEOUT_S = 30.0
-SPLIT_FROM = 4  # an idle connection splits the queue in two from 2 x this many rows
+SPLIT_FROM = 8  # with nothing in flight, the committer splits a queue of this many rows or more
+
+
+def group_size(waiting: int, max_batch: int, *, idle: bool) -> int:
+    """How many of the `waiting` rows a committer takes as its next group.
+
+    All of them (up to `max_batch`), but only half when nothing is in flight: the other half goes the
+    moment that one returns, and from then on one group's callers build their next rows while the other
+    group is in the database. Callers that each wait for their own row would otherwise all wait on one
+    group, leaving the database idle while they run and themselves idle while it commits."""
+    if idle and waiting >= SPLIT_FROM:
+        waiting = (waiting + 1) // 2
+    return min(waiting, max_batch)
 
 
 class LoopCommitter:
@@ -151,14 +163,8 @@ class LoopCommitter:
             await self._close_connection()
 
     def _take(self, *, idle: bool) -> list[Waiter]:
-        """The next group from the queue. With nothing in flight and many rows waiting, only half: the
-        other half is sent the moment it returns, and from then on one group's callers build their next
-        rows while the other group is in the database (callers that all wait on one group would
-        otherwise leave the database idle while they run, and run idle while it commits)."""
-        count = len(self._pending)
-        if idle and count >= 2 * SPLIT_FROM:
-            count = (count + 1) // 2
-        count = min(count, self.writer.max_batch)
+        """The next group from the queue (`group_size`: half of it when nothing is in flight)."""
+        count = group_size(len(self._pending), self.writer.max_batch, idle=idle)
         batch = self._pending[:count]
         del self._pending[:count]
         self._taken_ready = min(self._ready, count)
