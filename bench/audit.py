@@ -4,7 +4,8 @@ Each figure is measured in the same run as its baseline:
 - record: N rows through `AuditWriter.record_async` from 32 concurrent callers (asyncio tasks, as the
   server records: chaining, group commit, durability), in one process and in two (a chain each, as two
   server workers), vs. the same rows built and inserted unchained in batches of the same size from one
-  thread through the same insert path; also the blocking `record` from 32 threads;
+  thread through the same insert path; then the same writer once with each hash replaced by a constant
+  (what the hash chain itself costs); also the blocking `record` from 32 threads;
 - verify: rows/s of `verify` over the chained table the record runs left (~2.25x --rows rows), and over
   a verify-only table of --verify-rows correctly chained rows (default 500,000; one chain) bulk-filled by
   COPY before the clock starts, so the figure is of verify, not of setup; best and median of --repeat runs;
@@ -43,6 +44,7 @@ from sqlalchemy import Engine, delete, text
 
 from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.audit import AuditRecord, AuditWriter
+from policyengine.audit import writer as writer_module
 from policyengine.audit.chain import GENESIS, row_hash
 from policyengine.audit.inserts import insert_rows, write_postgres_async
 from policyengine.audit.record import content_of
@@ -96,11 +98,19 @@ def sample_record(n: int) -> AuditRecord:
     )
 
 
-def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: str, start_at: float, out: Any) -> None:
-    """One process: `callers` asyncio tasks await `record_async` (how the server records)."""
+UNHASHED = "unhashed"  # the chain_id of the run whose hash is a constant (its rows are deleted after)
+
+
+def _async_recorder(
+    url: str, records: list[AuditRecord], callers: int, spool: str, start_at: float, out: Any, hashed: bool
+) -> None:
+    """One process: `callers` asyncio tasks await `record_async` (how the server records). Unhashed:
+    the same writer with each row's hash replaced by a constant (what the hash chain itself costs)."""
+    if not hashed:
+        writer_module.new_row_hash = lambda _row: GENESIS  # this (forked) process only
 
     async def run() -> tuple[float, float]:
-        writer = AuditWriter.open(url, chain_id=str(uuid.uuid4()), spool_dir=spool)
+        writer = AuditWriter.open(url, chain_id=str(uuid.uuid4()) if hashed else UNHASHED, spool_dir=spool)
         await writer.attach_event_loop()  # as the server does (PostgreSQL: group commits on this loop)
         settle_heap()  # as the server does after loading: the prepared records leave the collector's passes
         batches: list[int] = []
@@ -133,14 +143,17 @@ def _async_recorder(url: str, records: list[AuditRecord], callers: int, spool: s
         raise
 
 
-def bench_record_async(url: str, rows: int, callers: int, processes: int, spool: Path) -> tuple[float, float]:
+def bench_record_async(
+    url: str, rows: int, callers: int, processes: int, spool: Path, *, hashed: bool = True
+) -> tuple[float, float]:
     """(rows/s over all processes, mean group size) with `callers` concurrent callers in total."""
     records = [sample_record(n) for n in range(rows // processes)]
     results: Any = mp.get_context("fork").Queue()
     start_at = time.time() + 2.0
     workers = [
         mp.get_context("fork").Process(
-            target=_async_recorder, args=(url, records, callers // processes, str(spool / str(k)), start_at, results)
+            target=_async_recorder,
+            args=(url, records, callers // processes, str(spool / str(k)), start_at, results, hashed),
         )
         for k in range(processes)
     ]
@@ -216,10 +229,17 @@ def bench_plain(url: str, rows: int, batch: int) -> float:
             with engine.begin() as c:
                 insert_rows(c, chunk)
         elapsed = time.perf_counter() - start
-    with engine.begin() as c:
-        c.execute(delete(audit_decision).where(audit_decision.c.chain_id == "plain"))
     engine.dispose()
+    drop_chain(url, "plain")
     return rows / elapsed
+
+
+def drop_chain(url: str, chain: str) -> None:
+    """Delete a baseline's rows, so `verify` later walks only real chains."""
+    engine = make_engine(url, pre_ping=False)
+    with engine.begin() as c:
+        c.execute(delete(audit_decision).where(audit_decision.c.chain_id == chain))
+    engine.dispose()
 
 
 def bench_verify(url: str) -> tuple[float, int]:
@@ -341,11 +361,12 @@ def main() -> None:
             bench_verify_bulk(backend, args.verify_rows, args.repeat)
     for backend in backends if "record" in parts else ():
         with fresh_database(backend) as url, tempfile.TemporaryDirectory() as tmp:
-            ratios = []
+            ratios, chained = [], []
             for _ in range(args.pairs):  # chained and plain in turn, so a noisy moment hits both alike
                 one, batch = bench_record_async(url, args.rows, CALLERS, 1, Path(tmp))
                 plain = bench_plain(url, args.rows, max(1, round(batch)))
                 ratios.append(plain / one)
+                chained.append(one)
                 print(
                     f"{backend}: record {one:,.0f} rows/s chained+durable, 1 process, {CALLERS} concurrent async "
                     f"callers (mean group commit {batch:.0f} rows); plain batched insert of the same rows "
@@ -354,6 +375,12 @@ def main() -> None:
             listed = ", ".join(f"{r:.2f}x" for r in ratios)
             median = statistics.median(ratios)
             print(f"{backend}: chaining cost median {median:.2f}x over {len(ratios)} pairs ({listed})")
+            bare, _ = bench_record_async(url, args.rows, CALLERS, 1, Path(tmp), hashed=False)
+            drop_chain(url, UNHASHED)
+            print(
+                f"{backend}: record {bare:,.0f} rows/s with the same writer, each hash a constant; "
+                f"the hash chain itself costs {bare / statistics.median(chained):.2f}x (against the median chained run)"
+            )
             two, batch2 = bench_record_async(url, args.rows, CALLERS, 2, Path(tmp))
             print(
                 f"{backend}: record {two:,.0f} rows/s chained+durable, 2 processes (one chain each, like 2 server "
