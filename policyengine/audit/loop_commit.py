@@ -126,7 +126,8 @@ class LoopCommitter:
     # -- committing ----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        batch: list[Waiter] = []
+        batch: list[Waiter] = []  # the group in the database
+        sending: asyncio.Task[BaseException | None] | None = None  # its commit
         try:
             while True:
                 if not batch:
@@ -139,6 +140,7 @@ class LoopCommitter:
                     batch = self._take(idle=True)
                     sending = self.loop.create_task(self._commit(batch, self._taken_ready))
                     await self._link_ahead(batch)
+                assert sending is not None  # set with batch
                 error = await self._outcome(sending, batch)
                 done, batch = batch, []
                 if self._pending:
@@ -152,6 +154,13 @@ class LoopCommitter:
         finally:
             # Cancelled (the loop is being torn down): nobody will commit these rows; their callers are
             # told so rather than left waiting (a group in flight may still have reached the database).
+            if batch and sending is not None:
+                if not sending.done():
+                    sending.cancel()
+                    await asyncio.wait({sending})  # it releases the commit lock and the connection
+                if not sending.cancelled() and sending.exception() is None:  # it finished first
+                    finish_on_loop(batch, sending.result())
+                    batch = []
             stranded = batch + self._pending
             self._pending = []
             self._ready = 0

@@ -15,8 +15,14 @@ import pytest
 from audit.decisions import admission_record, allow, gdpr_denial
 from audit.own_postgres import OwnPostgres, stored_ids
 from policyengine.audit import AuditStoreError, AuditWriter
+from policyengine.audit import waiters as loop_waiters
 from policyengine.audit.store import make_engine
 from policyengine.audit.verify import verify
+
+
+def _coroutine_name(task: asyncio.Task[object]) -> str:
+    coroutine = task.get_coro()
+    return str(getattr(coroutine, "__qualname__", ""))
 
 
 def _verified_rows(url: str) -> int:
@@ -315,3 +321,44 @@ def test_rows_linked_ahead_of_a_failed_group_are_linked_again(
     assert 16 in links  # the second half was linked ahead, after the refused group...
     assert links[-1] == 0  # ...and again after the real head when its turn came
     assert _verified_rows(pg_url) == 16
+
+
+def test_a_committer_cancelled_between_sending_and_waiting_stops_its_commit(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled right after a group's commit was started and before the committer waits on it (while
+    it links the queue ahead): the commit is cancelled and waited for too, so nothing is left using the
+    connection the committer closes, every caller is answered, and the chain goes on after whatever
+    reached the database."""
+    from policyengine.audit.loop_commit import LoopCommitter
+
+    real_link_ahead = LoopCommitter._link_ahead
+
+    async def cancelled_here(self: LoopCommitter, sending: list[loop_waiters.Waiter]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await real_link_ahead(self, sending)
+
+    async def main(writer: AuditWriter) -> tuple[list[BaseException | None], list[str]]:
+        await writer.attach_event_loop()
+        committer = writer._loop_committer
+        assert committer is not None
+        monkeypatch.setattr(LoopCommitter, "_link_ahead", cancelled_here)
+        outcomes = await asyncio.gather(
+            *(writer.record_async(admission_record(allow(n), n)) for n in range(32)), return_exceptions=True
+        )
+        await asyncio.wait({committer._task})
+        left = [name for t in asyncio.all_tasks() if (name := _coroutine_name(t)) == "LoopCommitter._commit"]
+        monkeypatch.undo()
+        await writer.detach_event_loop()
+        await writer.record_async(admission_record(allow(99)))  # the thread path, after the real head
+        return outcomes, left
+
+    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+        outcomes, left = asyncio.run(main(writer))
+    assert left == []  # the commit in flight was not left running on a closed connection
+    assert all(o is None or isinstance(o, AuditStoreError) for o in outcomes)
+    committed = sum(o is None for o in outcomes)
+    assert committed in (0, 16)
+    assert _verified_rows(pg_url) in (committed + 1, 16 + 1)  # the cut-off group may have reached it
