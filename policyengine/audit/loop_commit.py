@@ -4,9 +4,9 @@ The thread committer costs every caller two thread hand-offs (loop -> committer 
 0.1 ms per answer on a 2-core machine. Here one task on the loop takes the rows waiting at that moment,
 chains them and sends one INSERT (or COPY) over an asyncio autocommit connection; callers' futures are
 settled on the same loop. One group is in the database at a time; when it returns, the next group is
-sent before the returned group's callers are woken, so their next rows are built, and linked ahead, while the database
-works. The writer's commit lock is held across chaining and persisting, exactly as in the thread
-committer, so rows recorded through either path form one gapless chain.
+sent before the returned group's callers are woken, so their next rows are built (and linked ahead)
+while the database works. The writer's commit lock is held across chaining and persisting, exactly as
+in the thread committer, so rows recorded through either path form one gapless chain.
 
 Only the healthy path runs on the loop. While the database is down or the spool holds rows, each group
 goes through the writer's thread-side logic (ship the spool first, else spool the rows, fsync'd) in a
