@@ -57,7 +57,6 @@ class LoopCommitter:
         self.loop = loop
         self._pending: list[Waiter] = []
         self._ready = 0  # the first rows of `_pending` that are linked ahead (`_link_ahead`)
-        self._taken_ready = 0  # of the group `_take` returned last
         self._wake = asyncio.Event()
         self._stopping = False
         self._connection: psycopg.AsyncConnection[Any] | None = None
@@ -137,8 +136,8 @@ class LoopCommitter:
                         await self._wake.wait()
                         self._wake.clear()
                         continue
-                    batch = self._take(idle=True)
-                    sending = self.loop.create_task(self._commit(batch, self._taken_ready))
+                    batch, ready = self._take(idle=True)
+                    sending = self.loop.create_task(self._commit(batch, ready))
                     await self._link_ahead(batch)
                 assert sending is not None  # set with batch
                 error = await self._outcome(sending, batch)
@@ -146,8 +145,8 @@ class LoopCommitter:
                 if self._pending:
                     # Send the next group before waking this one's callers: their next rows are built
                     # (and linked) while it travels, so the database is not left waiting on them.
-                    batch = self._take(idle=False)
-                    sending = self.loop.create_task(self._commit(batch, self._taken_ready))
+                    batch, ready = self._take(idle=False)
+                    sending = self.loop.create_task(self._commit(batch, ready))
                 finish_on_loop(done, error)
                 if batch:
                     await self._link_ahead(batch)
@@ -171,14 +170,15 @@ class LoopCommitter:
                 finish_on_loop(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
             await self._close_connection()
 
-    def _take(self, *, idle: bool) -> list[Waiter]:
-        """The next group from the queue (`group_size`: half of it when nothing is in flight)."""
+    def _take(self, *, idle: bool) -> tuple[list[Waiter], int]:
+        """The next group from the queue (`group_size`: half of it when nothing is in flight) and how
+        many of its first rows are linked ahead."""
         count = group_size(len(self._pending), self.writer.max_batch, idle=idle)
         batch = self._pending[:count]
         del self._pending[:count]
-        self._taken_ready = min(self._ready, count)
-        self._ready -= self._taken_ready
-        return batch
+        ready = min(self._ready, count)
+        self._ready -= ready
+        return batch, ready
 
     async def _link_ahead(self, sending: list[Waiter]) -> None:
         """Once the callers just woken have queued their next rows, chain the queue after the group in
