@@ -36,7 +36,7 @@ run: venv
 	-$(VENV)/bin/policyengine check examples/ --cluster eu-1
 	@echo "== Serving the webhook and routing filter for eu-1 on https://127.0.0.1:8443 (Ctrl-C stops)"
 	$(VENV)/bin/policyengine db upgrade --db $(AUDIT_DB)
-	$(VENV)/bin/policyengine serve --dev-certs --cluster eu-1 --policies policies --db $(AUDIT_DB) \
+	$(VENV)/bin/policyengine serve --dev-certs --cluster eu-1 --db $(AUDIT_DB) \
 		--spool-dir var/spool --host 127.0.0.1 --port 8443
 
 lint: venv-test

@@ -37,11 +37,12 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from policyengine.decide import Decider  # noqa: E402
 from policyengine.engine import make_engine  # noqa: E402
 from policyengine.policy import load_policy  # noqa: E402
+from policyengine.resources import default_policies  # noqa: E402
 from policyengine.route import Route  # noqa: E402
 from policyengine.routing.identity import parse_identity  # noqa: E402
 from policyengine.routing.table import DecisionTable  # noqa: E402
 
-POLICIES = REPO / "policies"
+POLICIES = default_policies()
 CHECKOUT = "spiffe://acme.example/ns/shop/sa/checkout"
 CATALOG_HOST = "catalog.shop.svc.clusterset.local"
 

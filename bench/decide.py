@@ -27,6 +27,7 @@ from policyengine.decide import Decider
 from policyengine.decision import Decision
 from policyengine.engine.regorus import RegorusEngine
 from policyengine.policy import load_policy
+from policyengine.resources import default_policies
 from policyengine.route import Route
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20000)
     args = parser.parse_args()
 
-    policy = load_policy(ROOT / "policies")
+    policy = load_policy(default_policies())
     decider = Decider(policy, RegorusEngine(), cache_size=0)  # every decision evaluates the rules
     cached = Decider(policy, RegorusEngine())
     routes = example_routes(decider)

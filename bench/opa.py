@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from policyengine.decide import Decider  # noqa: E402
 from policyengine.engine import make_engine  # noqa: E402
 from policyengine.policy import load_policy  # noqa: E402
+from policyengine.resources import default_policies  # noqa: E402
 from policyengine.route import DataProfile, PiplVolume, Route  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -80,7 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=2000, help="timed decisions per engine")
     args = parser.parse_args()
-    policy = load_policy(REPO / "policies")
+    policy = load_policy(default_policies())
     proc, url = start_server()
     try:
         embedded = Decider(policy, make_engine("regorus"), cache_size=0)  # every decision evaluates

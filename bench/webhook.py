@@ -32,6 +32,8 @@ from typing import Any
 
 from databases import fresh_database
 
+from policyengine.resources import default_policies
+
 REPO = Path(__file__).resolve().parents[1]
 REVIEW = REPO / "examples" / "admission" / "create-httproute-profile.json"
 CONNECTIONS = 16
@@ -163,7 +165,7 @@ def measure(args: argparse.Namespace, tmp: Path, certs: Any, audit: str) -> tupl
     """Serve on `audit`, then the closed- and open-loop loads; the results and the audit rows written."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", str(REPO / "policies"),
+        [sys.executable, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", str(default_policies()),
          "--db", audit, "--spool-dir", str(tmp / "spool"), "--port", str(port), "--tls-cert", str(certs.cert),
          "--tls-key", str(certs.key), "--echo-endpoint", "--log-level", "warning",
          "--eval-threads", str(args.eval_threads)],

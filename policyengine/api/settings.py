@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policyengine.admission.review import DEFAULT_MAX_BODY_BYTES
+from policyengine.resources import default_policies
 
 SETTINGS_ENV = "POLICYENGINE_SERVE_SETTINGS"
 
@@ -19,7 +20,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cluster: str = Field(min_length=1, description="the cluster this server admits objects for")
-    policies: Path = Path("policies")
+    policies: Path = Field(default_factory=default_policies)
     audit_url: str = "sqlite:///./var/audit.db"
     audit_spool_dir: Path | None = None
     engine: Literal["regorus", "opa"] = "regorus"

@@ -1,9 +1,7 @@
-"""Alembic, configured in code: `upgrade` applies `migrations/`, `current_revision`/`head_revision` say
-where a database stands. No alembic.ini is needed."""
+"""Alembic, configured in code: `upgrade` applies the packaged migrations (`policyengine/migrations/`);
+`current_revision`/`head_revision` say where a database stands. No alembic.ini is needed."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -12,8 +10,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from policyengine.audit.store import make_engine, resolve_url
+from policyengine.resources import migrations
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = migrations()
 
 
 def alembic_config(url: str | None = None) -> Config:

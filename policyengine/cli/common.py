@@ -11,8 +11,9 @@ from rich.console import Console
 
 from policyengine.engine import ENGINE_KINDS, Engine, EngineError, make_engine
 from policyengine.policy import LoadedPolicy, PolicyError, load_policy
+from policyengine.resources import default_policies
 
-DEFAULT_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+DEFAULT_POLICIES = default_policies()
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

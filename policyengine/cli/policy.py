@@ -11,11 +11,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from policyengine.cli.common import DEFAULT_POLICIES
 from policyengine.policy import check_policy
 from policyengine.policy.models import FILE_MODELS
 from policyengine.policy.schema import combined_schema, file_schema
-
-DEFAULT_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 app = typer.Typer(help="Inspect the policy repo: schema, lint, show.", no_args_is_help=True)
 

@@ -20,7 +20,9 @@ def serve(
     cluster: Annotated[
         str, typer.Option(help="The cluster this server admits objects for (in clusters.yaml).")
     ],
-    policies: Annotated[Path, typer.Option(help="The policy repo directory.")] = Path("policies"),
+    policies: Annotated[
+        Path | None, typer.Option(help="The policy repo directory (default: the bundled one).", show_default=False)
+    ] = None,
     db: Annotated[
         str,
         typer.Option(
@@ -97,6 +99,7 @@ def serve(
     from policyengine.api.state import AppState, describe_load_error
     from policyengine.api.tls import check_pair, make_dev_certificates
     from policyengine.audit import AuditStoreError, AuditWriter
+    from policyengine.resources import default_policies
 
     if dev_certs:
         certs = make_dev_certificates(dev_certs_dir)
@@ -118,7 +121,7 @@ def serve(
     try:
         settings = Settings(
             cluster=cluster,
-            policies=policies,
+            policies=policies or default_policies(),
             audit_url=db,
             audit_spool_dir=spool_dir,
             engine=engine,

@@ -22,6 +22,7 @@ from policyengine.decide import Decider
 from policyengine.decision import Decision, Outcome
 from policyengine.engine import make_engine
 from policyengine.policy import load_policy
+from policyengine.resources import default_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -29,7 +30,7 @@ NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def decider() -> Decider:
-    return Decider(load_policy(ROOT / "policies"), make_engine("regorus"))
+    return Decider(load_policy(default_policies()), make_engine("regorus"))
 
 
 @pytest.fixture(scope="module")

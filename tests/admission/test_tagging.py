@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import jsonpatch
@@ -18,8 +17,9 @@ from policyengine.admission.tagging import (
     tag_patch,
 )
 from policyengine.policy import LoadedPolicy, load_policy
+from policyengine.resources import default_policies
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = default_policies()
 
 
 @pytest.fixture(scope="module")

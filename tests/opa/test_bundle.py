@@ -25,6 +25,7 @@ from policyengine.decide import Decider
 from policyengine.engine import EngineError, make_engine
 from policyengine.engine.opa import OpaEngine
 from policyengine.policy import LoadedPolicy, load_policy
+from policyengine.resources import default_policies
 from policyengine.route import DataProfile, Route
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,13 +35,13 @@ GDPR = DataProfile(("personal",), ("EEA",), ("GDPR",))
 
 @pytest.fixture(scope="module")
 def policy() -> LoadedPolicy:
-    return load_policy(ROOT / "policies")
+    return load_policy(default_policies())
 
 
 def test_cli_builds_a_bundle_with_manifest_data_and_modules(tmp_path: Path, policy: LoadedPolicy) -> None:
     out = tmp_path / "bundle.tar.gz"
     result = CliRunner().invoke(
-        app, ["bundle", "build", "--policies", str(ROOT / "policies"), "--out", str(out)]
+        app, ["bundle", "build", "--policies", str(default_policies()), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert policy.revision in result.output

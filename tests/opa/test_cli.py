@@ -10,6 +10,7 @@ from opa_server import OpaTestServer
 from typer.testing import CliRunner
 
 from policyengine.cli.main import app
+from policyengine.resources import default_policies
 
 from .test_cross_engine import KNOWN_DIVERGENT
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_policyengine_test_runs_the_rego_tests_through_opa(opa_server: OpaTestServer) -> None:
     result = CliRunner().invoke(
-        app, ["test", "--engine", "opa", "--opa-url", opa_server.url, "--policies", str(ROOT / "policies")]
+        app, ["test", "--engine", "opa", "--opa-url", opa_server.url, "--policies", str(default_policies())]
     )
     summary = re.search(r"PASS: (\d+)/(\d+), FAIL: (\d+)", result.output)
     assert summary, result.output
@@ -36,7 +37,7 @@ def test_policyengine_test_with_opa_down_says_so() -> None:
     url = server.url
     server.close()
     result = CliRunner().invoke(
-        app, ["test", "--engine", "opa", "--opa-url", url, "--policies", str(ROOT / "policies")]
+        app, ["test", "--engine", "opa", "--opa-url", url, "--policies", str(default_policies())]
     )
     assert result.exit_code == 2
     assert "unreachable" in result.output

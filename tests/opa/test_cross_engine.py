@@ -22,6 +22,7 @@ from policyengine.decide import Decider
 from policyengine.decision import Decision
 from policyengine.engine import Engine, make_engine
 from policyengine.policy import LoadedPolicy, load_policy
+from policyengine.resources import default_policies
 from policyengine.route import DataProfile, PiplVolume, Route
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def comparable(decision: Decision) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def policy() -> LoadedPolicy:
-    return load_policy(ROOT / "policies")
+    return load_policy(default_policies())
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from policyengine.policy import PolicyError, Problem, load_policy
+from policyengine.resources import default_policies
 
-DEFAULT_REPO = Path(__file__).resolve().parents[2] / "policies"
+DEFAULT_REPO = default_policies()
 TODAY = dt.date(2026, 11, 26)  # expiry checks are dated, so the tests do not change with the calendar
 
 

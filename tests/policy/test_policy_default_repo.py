@@ -1,13 +1,17 @@
-"""The default policy repo (policies/) loads cleanly and compiles to the JSON Rego reads."""
+"""The default policy repo (policyengine/policies/) loads cleanly and compiles to the JSON Rego reads."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 from policy_fixtures import DEFAULT_REPO, TODAY, line_of
 
-from policyengine.policy import ClusterInfo, load_policy
+import policyengine
+from policyengine.policy import ClusterInfo, PolicyError, load_policy, modules
 from policyengine.policy.modules import BUNDLED_REGO
+from policyengine.resources import LIBRARY_MODULES
 
 EU27 = [
     "AT",
@@ -193,8 +197,27 @@ def test_modules_are_keyed_by_relative_path(repo: Path, tmp_path: Path) -> None:
     assert policy.modules["rego/gdpr.rego"] == "package policyengine.gdpr\n"
 
 
-def test_bundled_rego_is_the_top_level_rego_directory() -> None:
-    assert DEFAULT_REPO.parent / "rego" == BUNDLED_REGO
+def test_bundled_rego_is_the_packaged_rule_library() -> None:
+    assert Path(policyengine.__file__).parent / "rules" == BUNDLED_REGO
     policy = load_policy(DEFAULT_REPO, today=TODAY)
     on_disk = sorted(f"rego/{p.relative_to(BUNDLED_REGO).as_posix()}" for p in BUNDLED_REGO.rglob("*.rego"))
     assert sorted(policy.modules) == on_disk
+    # LIBRARY_MODULES is what an installed library is held to: it must list exactly what ships.
+    assert sorted(f"rego/{name}" for name in LIBRARY_MODULES) == on_disk
+
+
+def test_a_library_missing_a_module_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = tmp_path / "rules"
+    shutil.copytree(BUNDLED_REGO, library)
+    (library / "pipl.rego").unlink()
+    monkeypatch.setattr(modules, "BUNDLED_REGO", library)  # as if this were the installed library
+    with pytest.raises(PolicyError) as caught:
+        load_policy(DEFAULT_REPO, today=TODAY, bundled_rego=library)
+    assert "lacks pipl.rego" in str(caught.value)
+    assert "10 of 11 modules" in str(caught.value)
+
+
+def test_a_missing_library_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(DEFAULT_REPO, today=TODAY, bundled_rego=tmp_path / "nowhere")
+    assert "the Rego rule library is missing" in str(caught.value)

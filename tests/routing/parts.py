@@ -8,9 +8,10 @@ from pathlib import Path
 from policyengine.decide import Decider
 from policyengine.engine import make_engine
 from policyengine.policy import LoadedPolicy, load_policy
+from policyengine.resources import default_policies
 
 REPO = Path(__file__).resolve().parents[2]
-POLICIES = REPO / "policies"
+POLICIES = default_policies()
 
 CHECKOUT = "spiffe://acme.example/ns/shop/sa/checkout"
 PROFILE = "spiffe://acme.example/ns/shop/sa/profile"

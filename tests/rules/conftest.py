@@ -10,6 +10,7 @@ import pytest
 from policyengine.decide import Decider
 from policyengine.engine import make_engine
 from policyengine.policy import LoadedPolicy, load_policy
+from policyengine.resources import default_policies
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def policy() -> LoadedPolicy:
-    return load_policy(ROOT / "policies")
+    return load_policy(default_policies())
 
 
 @pytest.fixture(scope="session")

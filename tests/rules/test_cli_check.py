@@ -10,6 +10,8 @@ from xml.etree import ElementTree as ET
 
 from cli import ROOT, run
 
+from policyengine.resources import default_policies
+
 EXAMPLES = ROOT / "examples"
 
 
@@ -92,7 +94,7 @@ def test_unknown_cluster_flag_is_exit_2() -> None:
 
 def test_policy_with_unknown_jurisdiction_names_file_and_line(tmp_path: Path) -> None:
     repo = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", repo)
+    shutil.copytree(default_policies(), repo)
     regions = repo / "regions.yaml"
     text = regions.read_text()
     assert "jurisdiction: DE" in text

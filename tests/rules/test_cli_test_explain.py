@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli import ROOT, run
+from cli import run
 
 from policyengine.decide import Decider
 from policyengine.decision import Outcome
 from policyengine.engine import make_engine
 from policyengine.policy import load_policy
+from policyengine.resources import default_policies
 from policyengine.route import Route
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -39,7 +40,7 @@ def test_run_filter_selects_tests() -> None:
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
     target = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", target)
+    shutil.copytree(default_policies(), target)
     return target
 
 

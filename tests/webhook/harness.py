@@ -29,9 +29,10 @@ import sqlalchemy as sa
 
 from policyengine.api.tls import make_dev_certificates
 from policyengine.audit.migrate import upgrade
+from policyengine.resources import default_policies
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_POLICIES = REPO / "policies"
+DEFAULT_POLICIES = default_policies()
 ADMIN_TOKEN = "test-admin-token-" + "x" * 24
 
 GROUPS_OF_KIND = {

@@ -16,8 +16,9 @@ from policyengine.api.app import create_app
 from policyengine.api.memory import GEN0_THRESHOLD, settle_heap
 from policyengine.api.settings import Settings
 from policyengine.audit.migrate import upgrade
+from policyengine.resources import default_policies
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = default_policies()
 
 
 @pytest.fixture
