@@ -44,7 +44,7 @@ _FIXES = re.compile(rb"\\.|[\x00-\x08\x0b-\x1f]", re.DOTALL)
 class Job(TypedDict):
     """What a scan needs: the COPY query (parameters chain_id, low seq, high seq) and the layout of its
     rows (`chain.copy_query`: the hashed fields but chain_id in sorted-key order, the stored hash, and
-    whether the input is NULL)."""
+    the template flag)."""
 
     sql: str
     seq: int  # column indexes
@@ -84,16 +84,16 @@ def copy_unescape(field: bytes) -> str:
 def scan(
     connection: psycopg.Connection[Any],
     job: Job,
-    templates: tuple[bytes, bytes],
+    templates: dict[bytes, bytes],
     chain_id: str,
     low: int,
     high: int,
     progress: Callable[[int], None] | None = None,
 ) -> SpanResult:
     """Stream rows low..high of a chain in seq order and check each: its hash against its content
-    (`templates`: `chain.copy_templates(chain_id)`), its seq and prev_hash against the row before it.
-    Memory: one batch of rows."""
-    by_null_flag = {b"f": templates[0], b"t": templates[1]}
+    (`templates`: `chain.copy_templates(chain_id)`, by the row's flag column), its seq and prev_hash
+    against the row before it. Memory: one batch of rows."""
+    by_flag = templates
     seq_at, prev_at, hash_at = job["seq"], job["prev_hash"], job["hash"]
     sha256 = hashlib.sha256
     rows = unreported = 0
@@ -116,7 +116,7 @@ def scan(
                 if odd:
                     table = [[json_escapes(field) for field in fields] for fields in table]
                 if break_at is None:
-                    computed = [sha256(by_null_flag[f[-1]] % tuple(f)).hexdigest().encode() for f in table]
+                    computed = [sha256(by_flag[f[-1]] % tuple(f)).hexdigest().encode() for f in table]
                     stored = [f[hash_at] for f in table]
                     prevs = [f[prev_at] for f in table]
                     seqs = [int(f[seq_at]) for f in table]
@@ -175,7 +175,7 @@ def _batches(copy: psycopg.Copy) -> Iterator[bytes]:
 
 def serve() -> None:
     """Worker process: the first stdin line is {"conninfo", "job"}, answered `ready` once connected;
-    then one [chain_id, low, high, template, template without input] per line (templates as latin-1),
+    then one [chain_id, low, high, {flag: template}] per line (flags and templates as latin-1),
     answered with `p <rows>` progress lines and one `r <SpanResult JSON>`; EOF ends it. A failure is
     answered with `e <message>` and ends the worker."""
     out = sys.stdout
@@ -191,8 +191,8 @@ def serve() -> None:
                     out.write(f"p {rows}\n")
                     out.flush()
 
-                chain_id, low, high, with_input, without_input = json.loads(line)
-                templates = (with_input.encode("latin-1"), without_input.encode("latin-1"))
+                chain_id, low, high, sent = json.loads(line)
+                templates = {flag.encode("latin-1"): t.encode("latin-1") for flag, t in sent.items()}
                 result = scan(connection, job, templates, chain_id, low, high, report)
                 connection.rollback()  # read only: end the range's transaction
                 out.write("r " + json.dumps(result) + "\n")

@@ -1,6 +1,6 @@
 """Writing chained rows straight through the database driver: COPY or a multi-row INSERT on
 PostgreSQL (sync and asyncio connections), one prepared INSERT per row on SQLite, and the idempotent
-INSERT that ships a spool."""
+INSERT that ships a spool (rows already present are skipped)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import functools
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 
 from policyengine.audit.chain import as_utc
 from policyengine.audit.errors import AuditStoreError
@@ -26,6 +25,8 @@ _PG_INSERT = "INSERT INTO audit_decision ({}) VALUES".format(", ".join(f'"{name}
 _SQLITE_INSERT = "INSERT INTO audit_decision ({}) VALUES ({})".format(
     ", ".join(f'"{name}"' for name in _COPY_COLUMNS), ", ".join("?" for _ in _COPY_COLUMNS)
 )
+_SQLITE_SHIP = _SQLITE_INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+_PG_SHIP_SUFFIX = " ON CONFLICT (chain_id, seq) DO NOTHING"
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores a (UTC) time
 
 
@@ -37,16 +38,17 @@ def _sqlite_value(name: str, value: Any) -> Any:
     return value
 
 
-def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+def insert_rows(connection: Connection, rows: list[dict[str, Any]], *, ignore_duplicates: bool = False) -> None:
     """Insert a group of chained rows in the caller's transaction, straight through the driver: COPY on
     PostgreSQL, one prepared INSERT run for every row on SQLite (values stored exactly as SQLAlchemy
-    stores them, so the models read them back)."""
+    stores them, so the models read them back); `ignore_duplicates` skips rows already there (SQLite)."""
     driver = connection.connection.driver_connection
     if driver is None:  # pragma: no cover - SQLAlchemy always has one inside a transaction
         raise AuditStoreError("no database connection inside the audit transaction")
     if connection.dialect.name == "sqlite":
         driver.executemany(
-            _SQLITE_INSERT, [tuple(_sqlite_value(name, row[name]) for name in _COPY_COLUMNS) for row in rows]
+            _SQLITE_SHIP if ignore_duplicates else _SQLITE_INSERT,
+            [tuple(_sqlite_value(name, row[name]) for name in _COPY_COLUMNS) for row in rows],
         )
         return
     if connection.dialect.name != "postgresql":
@@ -96,7 +98,6 @@ def _insert_sql(rows: int) -> str:
     return f"{_PG_INSERT} {', '.join(values)}"
 
 
-def insert_ignoring_duplicates(dialect: str) -> Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
-    return sqlite.insert(audit_decision).on_conflict_do_nothing(index_elements=["chain_id", "seq"])
+def ship_sql(rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """`small_group_insert` of any number of rows that skips those already present (shipping a spool)."""
+    return _insert_sql(len(rows)) + _PG_SHIP_SUFFIX, [row[name] for row in rows for name in _COPY_COLUMNS]

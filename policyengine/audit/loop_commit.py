@@ -1,16 +1,21 @@
-"""Group commit on an asyncio event loop, for a PostgreSQL audit writer attached to a server's loop.
+"""Group commit on an asyncio event loop: the one committer that owns a chain's tail at a time.
 
-The thread committer costs every caller two thread hand-offs (loop -> committer thread -> loop), about
-0.1 ms per answer on a 2-core machine. Here one task on the loop takes the rows waiting at that moment,
-chains them and sends one INSERT (or COPY) over an asyncio autocommit connection; callers' futures are
-settled on the same loop. One group is in the database at a time; when it returns, the next group is
-sent before the returned group's callers are woken, so their next rows are built (and linked ahead)
-while the database works. The writer's commit lock is held across chaining and persisting, exactly as
-in the thread committer, so rows recorded through either path form one gapless chain.
+Every writer has a home committer on an event loop of its own, in the writer's committer thread. A
+server attaches the writer to its loop (`AuditWriter.attach_event_loop`, PostgreSQL only): a second
+committer is made on that loop and the home committer hands it the tail (`tail.ChainTail`: seq, head,
+spool, database) once the rows it holds are committed; detaching hands it back. Whoever does not hold
+the tail passes every row it is given on to the writer's current owner (`call_soon_threadsafe`), so
+callers on any thread or loop just hand their row to whoever they think owns it.
 
-Only the healthy path runs on the loop. While the database is down or the spool holds rows, each group
-goes through the writer's thread-side logic (ship the spool first, else spool the rows, fsync'd) in a
-worker thread, and the writer's committer thread keeps retrying the spool in the background.
+The owner takes every row waiting at that moment (up to `max_batch`) as one group and commits it
+(`ChainTail.commit`): one INSERT or COPY when the database is up, the spool otherwise. New rows queue
+while a group is in the database and form the next group. A group's commit is never cut short: if the
+committer is cancelled (its loop is shutting down) it waits for the group, then hands the tail and the
+rows still queued back home, where they are committed.
+
+While the database is down, a probe (a connection of its own, bounded by the sink's timeout) runs
+beside the groups, so a frozen database never holds up the answers; once it answers, the spool is
+shipped a few thousand rows at a time between groups.
 """
 
 from __future__ import annotations
@@ -18,233 +23,242 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from typing import TYPE_CHECKING, Any
-
-import psycopg
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from policyengine.audit import metrics
 from policyengine.audit.errors import AuditStoreError
-from policyengine.audit.inserts import write_postgres_async
-from policyengine.audit.waiters import Waiter, finish_on_loop
+from policyengine.audit.sinks import Outage
+from policyengine.audit.tail import ChainTail
+from policyengine.audit.waiters import Waiter, finish
 
 if TYPE_CHECKING:
     from policyengine.audit.writer import AuditWriter
 
 log = logging.getLogger("policyengine.audit")
+T = TypeVar("T")
 
-STOP_TIMEOUT_S = 30.0
-SPLIT_FROM = 8  # with nothing in flight, the committer splits a queue of this many rows or more
-
-
-def group_size(waiting: int, max_batch: int, *, idle: bool) -> int:
-    """How many of the `waiting` rows a committer takes as its next group.
-
-    All of them (up to `max_batch`), but only half when nothing is in flight: the other half goes the
-    moment that one returns, and from then on one group's callers build their next rows while the other
-    group is in the database. Callers that each wait for their own row would otherwise all wait on one
-    group, leaving the database idle while they run and themselves idle while it commits."""
-    if idle and waiting >= SPLIT_FROM:
-        waiting = (waiting + 1) // 2
-    return min(waiting, max_batch)
+CLOSE_SHIP_S = 5.0  # how long a closing writer tries to ship its spool before leaving it on disk
 
 
 class LoopCommitter:
-    """The group committer of one writer on one event loop (created by `AuditWriter.attach_event_loop`)."""
+    """The committer of one writer on one event loop. Create and drive it on that loop only."""
 
-    def __init__(self, writer: AuditWriter, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, writer: AuditWriter, *, blocking_ok: bool) -> None:
         self.writer = writer
-        self.loop = loop
+        self.loop = asyncio.get_running_loop()
+        self.tail: ChainTail | None = None
+        self.has_tail = self.loop.create_future()  # set once it first holds the tail
+        self._blocking_ok = blocking_ok  # its own thread's loop: spool I/O may block it
         self._pending: list[Waiter] = []
-        self._ready = 0  # the first rows of `_pending` that are linked ahead (`_link_ahead`)
         self._wake = asyncio.Event()
         self._stopping = False
-        self._connection: psycopg.AsyncConnection[Any] | None = None
-        self._loop_thread = threading.get_ident()
-        self._task = loop.create_task(self._run(), name=f"audit-loop-committer-{writer.chain_id[:8]}")
+        self._inflight: asyncio.Task[Any] | None = None
+        self._probe: asyncio.Task[str | None] | None = None
+        self._task = self.loop.create_task(self._run(), name=f"audit-committer-{writer.chain_id[:8]}")
 
     @property
     def alive(self) -> bool:
         return not self._task.done()
 
-    # -- submitting ----------------------------------------------------------------------------------
+    @property
+    def task(self) -> asyncio.Task[None]:
+        return self._task
 
-    def submit(self, waiter: Waiter) -> None:
-        """Queue a row from a caller on this loop; refused at once when nothing would commit it."""
-        if self._stopping:
-            raise AuditStoreError(f"audit writer for chain {self.writer.chain_id} is closing")
-        if self._task.done():  # cancelled or crashed: a queued row would wait forever
-            raise AuditStoreError(
-                f"audit writer for chain {self.writer.chain_id}: its committer on the event loop has stopped"
-            )
-        self._pending.append(waiter)
+    # -- rows in --------------------------------------------------------------------------------------
+
+    def receive(self, waiter: Waiter) -> None:
+        """Take a row (on this loop): queued when this committer holds or awaits the tail, else passed on."""
+        if self.tail is not None or (self.writer.owner is self and not self._task.done()):
+            self._pending.append(waiter)
+            self._wake.set()
+        else:
+            self.writer.hand_to_owner(waiter, avoid=self)
+
+    def take_tail(self, tail: ChainTail, waiters: list[Waiter]) -> None:
+        """Become the owner's tail holder (on this loop), with rows queued by the previous holder."""
+        if self._task.done():  # too late: pass it home again
+            self.writer.home_takes(tail, waiters)
+            return
+        self.tail = tail
+        self._pending[:0] = waiters
+        if not self.has_tail.done():
+            self.has_tail.set_result(None)
         self._wake.set()
 
-    def submit_threadsafe(self, waiter: Waiter) -> None:
-        """Queue a row from a thread that is not the loop's; the caller waits on `waiter.done`."""
-        if threading.get_ident() == self._loop_thread:
-            raise AuditStoreError(
-                "AuditWriter.record() was called on the event loop the writer is attached to; "
-                "await record_async() there instead"
-            )
-        try:
-            self.loop.call_soon_threadsafe(self._submit_from_thread, waiter)
-        except RuntimeError as exc:  # the loop is closed
-            raise AuditStoreError(
-                f"audit writer for chain {self.writer.chain_id}: its event loop is closed ({exc})"
-            ) from None
+    def wake(self) -> None:
+        self._wake.set()
 
-    def _submit_from_thread(self, waiter: Waiter) -> None:
-        try:
-            self.submit(waiter)
-        except AuditStoreError as exc:
-            finish_on_loop([waiter], exc)
+    def retry_now(self) -> None:
+        """Try the database (and ship the spool) now rather than at the next retry time."""
+        if self.tail is not None:
+            self.tail.retry_at = 0.0
+        self._wake.set()
 
-    # -- stopping ------------------------------------------------------------------------------------
-
-    async def stop(self) -> None:
-        """Commit every queued row, then close the connection (on the loop)."""
+    def stop(self) -> None:
+        """Commit what is queued, hand the tail on (or, at home, try to ship the spool) and end."""
         self._stopping = True
         self._wake.set()
-        if not self._task.done():  # a committer that was cancelled or crashed has nothing left to do
-            await asyncio.shield(self._task)
 
-    def stop_threadsafe(self) -> None:
-        """`stop` from another thread; waits for it."""
-        if threading.get_ident() == self._loop_thread:
-            raise AuditStoreError(
-                "AuditWriter.close() was called on the event loop the writer is attached to; "
-                "await detach_event_loop() first"
-            )
-        if self.loop.is_closed() or not self.loop.is_running():
-            if self._pending:
-                log.warning("audit writer: %d rows queued on a stopped event loop", len(self._pending))
-            return
-        asyncio.run_coroutine_threadsafe(self.stop(), self.loop).result(STOP_TIMEOUT_S)
-
-    # -- committing ----------------------------------------------------------------------------------
+    # -- the loop -------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        batch: list[Waiter] = []  # the group in the database
-        sending: asyncio.Task[BaseException | None] | None = None  # its commit
         try:
             while True:
-                if not batch:
-                    if not self._pending:
-                        if self._stopping:
-                            return
-                        await self._wake.wait()
-                        self._wake.clear()
+                tail = self.tail
+                if tail is not None:
+                    if self._pending:
+                        group = self._pending[: self.writer.max_batch]
+                        del self._pending[: len(group)]
+                        await self._commit(tail, group)
                         continue
-                    batch, ready = self._take(idle=True)
-                    sending = self.loop.create_task(self._commit(batch, ready))
-                    await self._link_ahead(batch)
-                assert sending is not None  # set with batch
-                error = await self._outcome(sending, batch)
-                done, batch = batch, []
-                if self._pending:
-                    # Send the next group before waking this one's callers: their next rows are built
-                    # (and linked) while it travels, so the database is not left waiting on them.
-                    batch, ready = self._take(idle=False)
-                    sending = self.loop.create_task(self._commit(batch, ready))
-                finish_on_loop(done, error)
-                if batch:
-                    await self._link_ahead(batch)
+                    if self.writer.owner is not self:
+                        await self._release(tail)
+                        continue
+                    if self._probe is not None and self._probe.done():
+                        self._probed(tail, self._probe)
+                        continue
+                    if tail.retry_due():
+                        if tail.db_up:
+                            await self._ship_step(tail)
+                            continue  # queued groups first, then the next step
+                        if self._probe is None:
+                            self._probe = self.loop.create_task(_probe(tail))
+                            self._probe.add_done_callback(lambda _: self._wake.set())
+                    if self._stopping and self is self.writer.home:
+                        await self._close_home(tail)
+                        return
+                elif self._pending and self.writer.owner is not self:
+                    pending, self._pending = self._pending, []
+                    for waiter in pending:  # queued while the tail was on its way, then detached
+                        self.writer.hand_to_owner(waiter, avoid=self)
+                    continue
+                elif self._stopping and not self._pending:
+                    return
+                await self._sleep(tail)
         finally:
-            # Cancelled (the loop is being torn down): nobody will commit these rows; their callers are
-            # told so rather than left waiting (a group in flight may still have reached the database).
-            if batch and sending is not None:
-                if not sending.done():
-                    sending.cancel()
-                    await asyncio.wait({sending})  # it releases the commit lock and the connection
-                if not sending.cancelled() and sending.exception() is None:  # it finished first
-                    finish_on_loop(batch, sending.result())
-                    batch = []
-            stranded = batch + self._pending
-            self._pending = []
-            self._ready = 0
-            if batch:  # it may have reached the database: the next commit re-reads the chain's head first
-                self.writer._head_uncertain = True
-            if stranded:
-                metrics.FAILURES.inc(len(stranded))
-                finish_on_loop(stranded, AuditStoreError(f"audit writer for chain {self.writer.chain_id} stopped"))
-            await self._close_connection()
+            await self._wind_down()
 
-    def _take(self, *, idle: bool) -> tuple[list[Waiter], int]:
-        """The next group from the queue (`group_size`: half of it when nothing is in flight) and how
-        many of its first rows are linked ahead."""
-        count = group_size(len(self._pending), self.writer.max_batch, idle=idle)
-        batch = self._pending[:count]
-        del self._pending[:count]
-        ready = min(self._ready, count)
-        self._ready -= ready
-        return batch, ready
+    async def _sleep(self, tail: ChainTail | None) -> None:
+        timeout = None
+        if tail is not None and tail.spooling():
+            timeout = max(0.0, tail.retry_at - time.monotonic()) if self._probe is None else None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        self._wake.clear()
 
-    async def _link_ahead(self, sending: list[Waiter]) -> None:
-        """Once the callers just woken have queued their next rows, chain the queue after the group in
-        the database, so the next group is sent as soon as that one returns. Only a guess: `_commit`
-        keeps these links only if they still follow the chain's head (the group may fail, or a thread
-        commit come first)."""
-        await asyncio.sleep(0)  # the woken callers run first (they were scheduled before this task)
-        tail = sending[-1].content
-        if self._ready or not self._pending or "hash" not in tail:  # linked already / nothing / not chained yet
-            return
-        self.writer.link(self._pending, tail["seq"], tail["hash"])
-        self._ready = len(self._pending)
+    async def _commit(self, tail: ChainTail, group: list[Waiter]) -> None:
+        """Commit one group; cancelling the committer does not cut it short."""
+        await self._shielded(self._guarded(tail, group))
 
-    async def _outcome(self, sending: asyncio.Task[BaseException | None], batch: list[Waiter]) -> BaseException | None:
+    async def _guarded(self, tail: ChainTail, group: list[Waiter]) -> None:
         try:
-            return await sending
-        except Exception as exc:  # never leave a caller waiting
-            metrics.FAILURES.inc(len(batch))
-            return AuditStoreError(f"audit writer for chain {self.writer.chain_id} failed: {exc!r}")
+            await tail.commit(group, self.offload)
+        except Exception as exc:  # a bug: never leave a caller waiting, never trust the head after it
+            log.exception("audit writer for chain %s: a commit failed", tail.chain_id)
+            tail.uncertain = True
+            metrics.FAILURES.inc(len(group))
+            finish([w for w in group if not _answered(w)], AuditStoreError(f"audit commit failed: {exc!r}"))
 
-    async def _commit(self, batch: list[Waiter], ready: int) -> BaseException | None:
-        writer = self.writer
-        lock = writer._commit_lock
-        if not lock.acquire(blocking=False):  # the committer thread is shipping the spool, say
-            await asyncio.to_thread(lock.acquire)
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call (spool I/O): inline on the committer's own thread, else in a worker thread."""
+        if self._blocking_ok:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    async def _ship_step(self, tail: ChainTail) -> None:
         try:
-            if writer._head_uncertain:
-                await asyncio.to_thread(writer._resync_head)
-            if len(writer._spool) or not writer._db_ok:
-                # The outage path: ship the spool first, else append to it (fsync), off the loop.
-                return await asyncio.to_thread(writer._commit_locked, batch)
-            rows = writer._chained(batch, ready)
-            metrics.BATCH_ROWS.observe(len(rows))
-            try:
-                await write_postgres_async(await self._connect(), rows)
-            except psycopg.IntegrityError as exc:
-                metrics.FAILURES.inc(len(rows))
-                error = writer._duplicate_chain(rows)
-                error.__cause__ = exc
-                return error
-            except psycopg.Error as exc:
-                await self._close_connection()
-                writer._database_down(exc)
+            await self._shielded(tail.ship_step(self.offload))
+        except Outage as exc:
+            tail.database_down(str(exc))
+
+    def _probed(self, tail: ChainTail, probe: asyncio.Task[str | None]) -> None:
+        self._probe = None
+        problem = probe.result() if not probe.cancelled() else "probe cancelled"
+        if problem is None:
+            tail.database_answers()
+        else:
+            tail.database_down(problem)
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        task = self.loop.create_task(work)
+        self._inflight = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight = None
+
+    async def _release(self, tail: ChainTail) -> None:
+        """Hand the tail to the writer's owner (this committer is no longer it). Its database connection
+        belongs to this loop: closed first (the new holder opens its own)."""
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+        await tail.sink.close()
+        self.tail = None
+        if not self.writer.give_tail(tail):
+            self.tail = tail  # the owner's loop is gone: keep it (the writer points back here)
+
+    async def _close_home(self, tail: ChainTail) -> None:
+        """At close: ship what the spool holds while the database answers (a while), then close."""
+        deadline = time.monotonic() + CLOSE_SHIP_S
+        try:
+            while tail.spooled() and time.monotonic() < deadline:
+                if not tail.db_up:
+                    problem = await _probe(tail)
+                    if problem is not None:
+                        break
+                    tail.database_answers()
                 try:
-                    await asyncio.to_thread(writer._to_spool, rows)
-                except AuditStoreError as spool_error:
-                    metrics.FAILURES.inc(len(rows))
-                    return spool_error
-                writer._advance(rows)
-                writer._wake_shipper()
-                return None
-            writer._persisted(rows)
-            writer._advance(rows)
-            return None
+                    if await tail.ship_step(self.offload):
+                        break
+                except Outage as exc:
+                    tail.database_down(str(exc))
+                    break
         finally:
-            lock.release()
+            await tail.sink.close()
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        if self._connection is None or self._connection.closed:
-            self._connection = await psycopg.AsyncConnection.connect(
-                self.writer.postgres_url(), autocommit=True, connect_timeout=2
-            )
-        return self._connection
+    async def _wind_down(self) -> None:
+        """Whatever ended the loop: let a group in the database finish, then pass the tail and the queue
+        on, so no row is left without an answer."""
+        if self._probe is not None:
+            self._probe.cancel()
+        inflight = self._inflight
+        while inflight is not None and not inflight.done():
+            try:
+                await asyncio.wait({inflight})
+            except asyncio.CancelledError:
+                continue  # the group must finish first: it holds the tail
+        pending, self._pending = self._pending, []
+        tail, self.tail = self.tail, None
+        if self is self.writer.home:
+            if pending:
+                finish(pending, AuditStoreError(f"audit writer for chain {self.writer.chain_id} is closed"))
+            self.tail = tail
+            return
+        if tail is not None:
+            await tail.sink.close()
+            self.writer.home_takes(tail, pending)
+        else:
+            for waiter in pending:
+                self.writer.hand_to_owner(waiter, avoid=self)
 
-    async def _close_connection(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(psycopg.Error):
-                await connection.close()
+
+def _answered(waiter: Waiter) -> bool:
+    if waiter.done is not None:
+        return waiter.done.is_set()
+    return waiter.future is not None and waiter.future.done()
+
+
+async def _probe(tail: ChainTail) -> str | None:
+    """None when the database answers a connection of its own (schema checked), else why not."""
+    try:
+        await tail.sink.ping()
+    except Outage as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -14,7 +14,13 @@ RECORDS_IN_DATABASE = RECORDS.labels(store="database")  # bound once: labels() l
 RECORDS_IN_SPOOL = RECORDS.labels(store="spool")
 SPOOL_ROWS = Gauge(
     "policyengine_audit_spool_rows",
-    "Rows waiting in local spools for the audit database to come back.",
+    "Rows waiting in local spools for the audit database (summed over the live workers).",
+    multiprocess_mode="livesum",
+)
+DEGRADED = Gauge(
+    "policyengine_audit_degraded",
+    "1 while a worker's audit rows go to its spool instead of the database (maximum over workers).",
+    multiprocess_mode="livemax",
 )
 SHIPPED = Counter(
     "policyengine_audit_spool_shipped_total",

@@ -1,20 +1,18 @@
 """What callers hand the writer: one decision with where it was taken and about what.
 
 `AuditRecord` is the public input of `AuditWriter.record`; `content_of` turns it into the content
-columns of a row (time in UTC µs, regimes joined, the optional input with configured JSON paths masked).
+columns of a row in the row format (`rowformat`: time in UTC µs, regimes joined, text escaped where the
+database could not hold it, the optional input with configured JSON paths masked).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-
+from policyengine.audit.rowformat import FORMAT, int_value, json_text, records_json, strings_json, text_value
 from policyengine.decision import Decision
 
 Source = Literal["admission", "routing", "scan", "cli"]
@@ -84,96 +82,77 @@ class AuditRecord:
 
 
 def mask(document: Any, paths: Sequence[str]) -> Any:
-    """A copy of `document` with the value at each dotted path (`*` matches any key) replaced by MASK."""
+    """`document` with the value at each dotted path (`*` matches any key) replaced by MASK. Only the
+    containers on a masked path are copied (the rest is shared, never changed), so any depth is fine."""
     if document is None or not paths:
         return document
-    masked = copy.deepcopy(document)
+    masked = document
     for path in paths:
-        _mask_path(masked, path.split("."))
+        masked = _masked(masked, path.split("."))
     return masked
 
 
-def _mask_path(node: Any, parts: list[str]) -> None:
+def _masked(node: Any, parts: list[str]) -> Any:
+    """`node` with `parts` masked: a shallow copy of each container the path goes through."""
     if not parts:
-        return
+        return MASK
     head, rest = parts[0], parts[1:]
     if isinstance(node, dict):
         keys = list(node) if head == "*" else ([head] if head in node else [])
+        if not keys:
+            return node
+        copied = dict(node)
         for key in keys:
-            if rest:
-                _mask_path(node[key], rest)
-            else:
-                node[key] = MASK
-    elif isinstance(node, list) and head == "*":
-        for index, item in enumerate(node):
-            if rest:
-                _mask_path(item, rest)
-            else:
-                node[index] = MASK
-
-
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            copied[key] = _masked(node[key], rest)
+        return copied
+    if isinstance(node, list) and head == "*":
+        return [_masked(item, rest) for item in node]
+    return node
 
 
 def canonical_json(value: Any) -> str:
-    """The stored text of a structured value: sorted keys, no whitespace, UTF-8 (no ASCII escapes)."""
-    if not value and isinstance(value, list):
-        return "[]"
-    return _CANONICAL.encode(value)
-
-
-def _strings_json(values: Sequence[str]) -> str:
-    """`canonical_json` of a list of strings, through orjson (the same bytes: it escapes every code point
-    as json.dumps does, a test checks it) when every item is a str."""
-    if not values:
-        return "[]"
-    if all(type(v) is str for v in values):
-        return orjson.dumps(list(values)).decode()
-    return canonical_json(list(values))
-
-
-def _violations_json(violations: Sequence[Mapping[str, Any]]) -> str:
-    """`canonical_json` of violation dicts (string values), through orjson when every value is a str."""
-    if not violations:
-        return "[]"
-    if all(type(v) is str for violation in violations for v in violation.values()):
-        return orjson.dumps(list(violations), option=orjson.OPT_SORT_KEYS).decode()
-    return canonical_json(list(violations))
+    """The stored text of a structured value (`rowformat.json_text`)."""
+    return json_text(value)
 
 
 def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PATHS) -> dict[str, Any]:
-    """The content columns of the row for `record` (everything but chain_id, seq, prev_hash, hash)."""
+    """The content columns of the row for `record` (everything but chain_id, seq, prev_hash, hash), each
+    as the row format stores it (`rowformat`): whatever values the record holds (an unknown `source` is
+    the caller's bug and raises ValueError)."""
     if record.source not in SOURCES:
         raise ValueError(f"audit source {record.source!r} is not one of {', '.join(SOURCES)}")
+    source = record.source
     d = record.decision
-    when = record.time or datetime.now(UTC)
+    when = record.time if isinstance(record.time, datetime) else datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    t = text_value
     return {
         "time": when.astimezone(UTC),
-        "decision_id": d.decision_id,
-        "source": record.source,
-        "cluster": record.cluster,
-        "operation": record.operation,
-        "api_version": record.api_version,
-        "kind": record.kind,
-        "namespace": record.namespace,
-        "name": record.name,
-        "service": record.service,
-        "source_cluster": record.source_cluster,
-        "destination_cluster": record.destination_cluster,
-        "regimes": ",".join(sorted(set(d.regimes))),
-        "decision": d.outcome.value,
-        "enforcement": d.enforcement.value,
-        "violations": _violations_json([v.to_dict() for v in d.violations]),
-        "patch": canonical_json([dict(op) for op in d.patch]),
-        "permitted_clusters": _strings_json(d.permitted_clusters),
-        "warnings": _strings_json(d.warnings),
-        "policy_revision": d.policy_revision,
-        "engine": d.engine,
-        "latency_us": round(d.latency_us),  # whole microseconds
+        "decision_id": t(d.decision_id),
+        "source": source,
+        "cluster": t(record.cluster),
+        "operation": t(record.operation),
+        "api_version": t(record.api_version),
+        "kind": t(record.kind),
+        "namespace": t(record.namespace),
+        "name": t(record.name),
+        "service": t(record.service),
+        "source_cluster": t(record.source_cluster),
+        "destination_cluster": t(record.destination_cluster),
+        "regimes": t(",".join(sorted({str(r) for r in d.regimes}))),
+        "decision": t(d.outcome.value),
+        "enforcement": t(d.enforcement.value),
+        "violations": records_json(v.to_dict() for v in d.violations),
+        "patch": json_text([dict(op) for op in d.patch]),
+        "permitted_clusters": strings_json(d.permitted_clusters),
+        "warnings": strings_json(d.warnings),
+        "policy_revision": t(d.policy_revision),
+        "engine": t(d.engine),
+        "latency_us": int_value(d.latency_us),  # whole microseconds
         "dry_run": bool(record.dry_run),
-        "user": record.user,
-        "input_digest": d.input_digest,
-        "input": None if record.input is None else canonical_json(mask(record.input, mask_paths)),
+        "user": t(record.user),
+        "input_digest": t(d.input_digest),
+        "input": None if record.input is None else json_text(mask(record.input, mask_paths)),
+        "format": FORMAT,
     }

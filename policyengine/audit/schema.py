@@ -1,26 +1,37 @@
 """The audit tables: one row per decision, hash-chained per writer, plus prune checkpoints.
 
 The schema is owned by the Alembic migrations in `migrations/`; this module is their model (a test
-checks that autogenerate finds no difference on SQLite and PostgreSQL). Structured values (violations,
-patch, permitted clusters, warnings, input) are stored as their canonical JSON text (sorted keys,
-compact, UTF-8): the bytes the hash chain covers are the bytes stored, so nothing is re-encoded on the
-write path or when verifying.
+checks that autogenerate finds no difference on SQLite and PostgreSQL). The decision table's columns
+come from the row format (`rowformat.CONTENT`): structured values are stored as their canonical JSON
+text, so the bytes the hash chain covers are the bytes stored and nothing is re-encoded on the write
+path or when verifying.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
+)
+
+from policyengine.audit.rowformat import (
+    CHAIN_COLUMNS,
+    CONTENT,
+    CONTENT_COLUMNS,
+    FORMAT_COLUMN,
+    JSON_COLUMNS,
+    NULLABLE,
+    ROW_COLUMNS,
 )
 
 NAMING = {
@@ -37,32 +48,9 @@ audit_decision = Table(
     "audit_decision",
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("time", DateTime(timezone=True), nullable=False),
-    Column("decision_id", String(64), nullable=False),
-    Column("source", String(16), nullable=False),
-    Column("cluster", String(128), nullable=False),
-    Column("operation", String(32), nullable=False),
-    Column("api_version", String(128), nullable=False),
-    Column("kind", String(128), nullable=False),
-    Column("namespace", String(253), nullable=False),
-    Column("name", String(253), nullable=False),
-    Column("service", String(512), nullable=False),
-    Column("source_cluster", String(128), nullable=False),
-    Column("destination_cluster", String(128), nullable=False),
-    Column("regimes", String(256), nullable=False),  # sorted, comma-joined: "GDPR,PIPL"
-    Column("decision", String(16), nullable=False),  # allow | deny | rewrite
-    Column("enforcement", String(16), nullable=False),
-    Column("violations", Text, nullable=False),  # canonical JSON text
-    Column("patch", Text, nullable=False),  # canonical JSON text
-    Column("permitted_clusters", Text, nullable=False),  # canonical JSON text
-    Column("warnings", Text, nullable=False),  # canonical JSON text
-    Column("policy_revision", String(80), nullable=False),
-    Column("engine", String(32), nullable=False),
-    Column("latency_us", BigInteger, nullable=False),  # whole microseconds
-    Column("dry_run", Boolean, nullable=False),
-    Column("user", String(512), nullable=False),
-    Column("input_digest", String(80), nullable=False),
-    Column("input", Text, nullable=True),  # canonical JSON text, masked
+    *(Column(name, sql_type, nullable=name in NULLABLE) for name, _, sql_type in CONTENT),
+    # The row format its hash was computed in (rowformat.FORMAT); rows from before 0002 read 1.
+    Column(FORMAT_COLUMN, SmallInteger, nullable=False, server_default=text("1")),
     Column("chain_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("prev_hash", String(64), nullable=False),
@@ -86,36 +74,13 @@ audit_checkpoint = Table(
     Column("note", Text, nullable=False),
 )
 
-# The columns a chained row's hash covers, in the order exports print them.
-CONTENT_COLUMNS: tuple[str, ...] = (
-    "time",
-    "decision_id",
-    "source",
-    "cluster",
-    "operation",
-    "api_version",
-    "kind",
-    "namespace",
-    "name",
-    "service",
-    "source_cluster",
-    "destination_cluster",
-    "regimes",
-    "decision",
-    "enforcement",
-    "violations",
-    "patch",
-    "permitted_clusters",
-    "warnings",
-    "policy_revision",
-    "engine",
-    "latency_us",
-    "dry_run",
-    "user",
-    "input_digest",
-    "input",
-)
-CHAIN_COLUMNS: tuple[str, ...] = ("chain_id", "seq", "prev_hash", "hash")
-ROW_COLUMNS: tuple[str, ...] = CONTENT_COLUMNS + CHAIN_COLUMNS
-# Content columns holding canonical JSON text.
-JSON_COLUMNS: tuple[str, ...] = ("violations", "patch", "permitted_clusters", "warnings", "input")
+# The row format's column lists, re-exported for the table's readers.
+__all__ = [
+    "CHAIN_COLUMNS",
+    "CONTENT_COLUMNS",
+    "JSON_COLUMNS",
+    "ROW_COLUMNS",
+    "audit_checkpoint",
+    "audit_decision",
+    "metadata",
+]

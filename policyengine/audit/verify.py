@@ -262,7 +262,7 @@ def _conninfo(engine: Engine) -> str:
 def _helper(
     conninfo: str,
     job: chainscan.Job,
-    templates: dict[str, tuple[bytes, bytes]],
+    templates: dict[str, dict[bytes, bytes]],
     take: Callable[[], tuple[int, tuple[str, int, int]] | None],
     results: list[SpanResult | None],
     report: Callable[[int], None],
@@ -288,8 +288,8 @@ def _helper(
             return  # could not start or connect: this process and the other workers do the ranges
         while (item := take()) is not None:
             index, (chain_id, low, high) = item
-            with_input, without_input = (t.decode("latin-1") for t in templates[chain_id])
-            process.stdin.write(json.dumps([chain_id, low, high, with_input, without_input]) + "\n")
+            sent = {flag.decode("latin-1"): t.decode("latin-1") for flag, t in templates[chain_id].items()}
+            process.stdin.write(json.dumps([chain_id, low, high, sent]) + "\n")
             process.stdin.flush()
             results[index] = _answer(process.stdout, report)
     except BaseException:

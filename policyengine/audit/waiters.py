@@ -1,4 +1,9 @@
-"""Callers waiting for their rows to be durable, and waking them once their group is committed."""
+"""Callers waiting for their rows to be durable, and waking them once their group is committed.
+
+A caller is a thread (it waits on an Event) or an asyncio task (it awaits a future of its own loop).
+`finish` is called by whichever committer owns the chain, on its own loop: futures of that loop are
+settled at once, futures of other loops through one `call_soon_threadsafe` per loop.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ log = logging.getLogger("policyengine.audit")
 
 
 class Waiter:
-    """One caller waiting for its row to be durable: a thread (an Event) or an asyncio future."""
+    """One caller waiting for its row to be durable; `content` becomes the row once chained."""
 
     __slots__ = ("content", "done", "error", "future", "loop")
 
@@ -29,34 +34,29 @@ class Waiter:
         self.future = future
 
 
-def _wake_threads(batch: Sequence[Waiter], error: BaseException | None) -> list[Waiter]:
-    """Hand every caller its outcome and wake the threads among them; the asyncio callers are returned."""
-    asynchronous = []
+def finish(batch: Sequence[Waiter], error: BaseException | None) -> None:
+    """Hand every caller of a group its outcome (None: durable) and wake it."""
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    elsewhere: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    local: list[asyncio.Future[None]] = []
     for waiter in batch:
         waiter.error = error
         if waiter.done is not None:
             waiter.done.set()
-        elif waiter.future is not None:
-            asynchronous.append(waiter)
-    return asynchronous
-
-
-def finish(batch: Sequence[Waiter], error: BaseException | None) -> None:
-    """Wake every caller of a group from any thread: asyncio futures with one call per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for waiter in _wake_threads(batch, error):
-        if waiter.loop is not None and waiter.future is not None:
-            by_loop.setdefault(waiter.loop, []).append(waiter.future)
-    for loop, futures in by_loop.items():
+        elif waiter.future is not None and waiter.loop is not None:
+            if waiter.loop is here:
+                local.append(waiter.future)
+            else:
+                elsewhere.setdefault(waiter.loop, []).append(waiter.future)
+    _settle_all(local, error)
+    for loop, futures in elsewhere.items():
         try:
             loop.call_soon_threadsafe(_settle_all, futures, error)
         except RuntimeError:  # the loop was closed while its callers waited: nobody is left to wake
             log.warning("audit writer: an event loop closed with %d callers waiting", len(futures))
-
-
-def finish_on_loop(batch: Sequence[Waiter], error: BaseException | None) -> None:
-    """`finish` from the event loop its asyncio callers wait on: their futures are settled directly."""
-    _settle_all([w.future for w in _wake_threads(batch, error) if w.future is not None], error)
 
 
 def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

@@ -53,9 +53,9 @@ def test_db_upgrade_then_verify(empty_url: str) -> None:
     refused = runner.invoke(app, ["verify", "--db", empty_url])
     assert refused.exit_code == 2 and "policyengine db upgrade" in refused.output
     first = runner.invoke(db_app, ["upgrade", "--db", empty_url])
-    assert first.exit_code == 0 and "migrated (empty) -> 0001_audit_trail" in first.output
+    assert first.exit_code == 0 and "migrated (empty) -> 0002_row_format" in first.output
     again = runner.invoke(db_app, ["upgrade", "--db", empty_url])
-    assert again.exit_code == 0 and "already at 0001_audit_trail" in again.output
+    assert again.exit_code == 0 and "already at 0002_row_format" in again.output
     ok = runner.invoke(app, ["verify", "--db", empty_url])
     assert ok.exit_code == 0 and "verified: 0 rows in 0 chains" in ok.output
 
