@@ -156,6 +156,10 @@ class LoopCommitter:
     async def _guarded(self, tail: ChainTail, group: list[Waiter]) -> None:
         try:
             await tail.commit(group, self.offload)
+        except asyncio.CancelledError:  # the whole loop is being torn down: the rows may have landed
+            tail.uncertain = True
+            finish([w for w in group if not _answered(w)], AuditStoreError("audit commit cut off by shutdown"))
+            raise
         except Exception as exc:  # a bug: never leave a caller waiting, never trust the head after it
             log.exception("audit writer for chain %s: a commit failed", tail.chain_id)
             tail.uncertain = True

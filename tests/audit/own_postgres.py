@@ -1,11 +1,12 @@
-"""A PostgreSQL 15 cluster of the test's own (initdb/pg_ctl from the Debian packages), to stop and start
-under a writer; and the decision ids a database holds."""
+"""A PostgreSQL 15 cluster of the test's own (initdb/pg_ctl from the Debian packages), to stop, start,
+freeze (SIGSTOP) and thaw under a writer; and the decision ids a database holds."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -59,7 +60,28 @@ class OwnPostgres:
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
 
     def stop(self) -> None:
+        self.thaw()
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def _postmaster_and_backends(self) -> list[int]:
+        """The server's process ids: the postmaster (first line of postmaster.pid) and its children."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *(int(pid) for pid in children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and its backends: connections stay open, nothing answers."""
+        for pid in self._postmaster_and_backends():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._postmaster_and_backends():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         with contextlib.suppress(RuntimeError):

@@ -5,7 +5,6 @@ detach, and the outage path (spool, then ship) still intact."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from audit.decisions import admission_record, allow, gdpr_denial
 from audit.own_postgres import OwnPostgres, stored_ids
 from policyengine.audit import AuditStoreError, AuditWriter
-from policyengine.audit import waiters as loop_waiters
 from policyengine.audit.store import make_engine
 from policyengine.audit.verify import verify
 
@@ -36,7 +34,7 @@ def test_attached_writer_chains_loop_and_thread_callers(pg_url: str, tmp_path: P
 
     async def main(writer: AuditWriter) -> None:
         assert await writer.attach_event_loop()
-        assert writer._loop_committer is not None  # the loop path is the one under test
+        assert writer.owner is not writer.home  # the loop path is the one under test
 
         def work(t: int) -> None:  # sync callers on other threads, handed to the loop
             for n in range(per_thread):
@@ -49,7 +47,7 @@ def test_attached_writer_chains_loop_and_thread_callers(pg_url: str, tmp_path: P
         await asyncio.to_thread(lambda: [thread.join() for thread in threads])
         assert writer.healthy()
         await writer.detach_event_loop()
-        assert writer._loop_committer is None
+        assert writer.owner is writer.home
         await writer.record_async(admission_record(allow(-1)))  # back on the committer thread
 
     writer = AuditWriter.open(pg_url, spool_dir=tmp_path)
@@ -174,191 +172,108 @@ def test_a_second_writer_on_the_same_chain_is_refused_on_either_path(pg_url: str
     assert _verified_rows(pg_url) == 1
 
 
-def test_a_stopped_loop_committer_refuses_at_once(pg_url: str, tmp_path: Path) -> None:
-    """If the committer task is gone (cancelled with its loop, or a bug), callers get an error at once
-    (the server then refuses, fail closed) instead of waiting forever, and the writer reports unhealthy.
-    A group cut off mid-commit makes the next commit re-read the chain's head, so nothing forks."""
+def test_a_cancelled_loop_committer_hands_the_tail_home(pg_url: str, tmp_path: Path) -> None:
+    """The server loop's committer is cancelled (its loop torn down without detaching): the group in the
+    database finishes, the tail and the queued rows go back to the writer's thread, and later rows
+    from this loop and from threads are committed there. Nothing is refused, nothing forks."""
 
     async def main(writer: AuditWriter) -> None:
         await writer.attach_event_loop()
         await writer.record_async(admission_record(allow(1)))
-        committer = writer._loop_committer
-        assert committer is not None
-        in_flight = asyncio.ensure_future(writer.record_async(admission_record(allow(9))))
-        await asyncio.sleep(0)  # queued, its committer woken
-        committer._task.cancel()
-        with pytest.raises(AuditStoreError, match="stopped"):
-            await in_flight  # told, not left waiting
-        await asyncio.sleep(0.01)
-        assert not writer.healthy()
-        with pytest.raises(AuditStoreError, match="committer on the event loop has stopped"):
-            await writer.record_async(admission_record(allow(2)))
-        await writer.detach_event_loop()  # the committer thread takes over again
-        await writer.record_async(admission_record(allow(3)))
+        committer = writer.owner
+        queued = [asyncio.ensure_future(writer.record_async(admission_record(allow(n)))) for n in range(2, 12)]
+        await asyncio.sleep(0)
+        committer.task.cancel()
+        outcomes = await asyncio.gather(*queued, return_exceptions=True)
+        assert all(o is None for o in outcomes), outcomes
+        assert writer.owner is writer.home
+        await writer.record_async(admission_record(allow(12)))  # through the writer's thread now
+        await asyncio.to_thread(writer.record, admission_record(allow(13)))
 
     with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
         asyncio.run(main(writer))
-    # The cut-off row may have reached the database before the cancellation (its caller was refused
-    # all the same); either way the next row follows it and the chain verifies.
-    assert _verified_rows(pg_url) in (2, 3)
+        assert writer.healthy()
+    assert _verified_rows(pg_url) == 13
 
 
-def test_a_group_cut_off_after_reaching_the_database_is_followed_not_forked(
+def test_a_commit_that_reached_the_database_but_never_answered_is_spooled_not_forked(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The committer is cancelled after its statement reached the database but before it learned so:
-    the writer re-reads the chain's head, so the next row follows the cut-off one (no duplicate seq)."""
-    from policyengine.audit import loop_commit
+    """The statement reaches the database, then the answer never comes (as with a frozen server): after
+    the sink's timeout the rows are spooled and acknowledged, and shipping them later skips the copies
+    already there, so the chain neither loses nor repeats a row."""
+    from policyengine.audit import sinks
 
-    real_write = loop_commit.write_postgres_async
-    reached = asyncio.Event()
+    real_write = sinks.write_postgres_async
+    hung: list[int] = []
 
     async def write_then_hang(driver: object, rows: list[dict[str, object]]) -> None:
         await real_write(driver, rows)  # type: ignore[arg-type]
-        reached.set()
-        await asyncio.Event().wait()  # never answers: cut off here
+        if not hung:
+            hung.append(len(rows))
+            await asyncio.Event().wait()  # never answers
+
+    monkeypatch.setattr(sinks, "write_postgres_async", write_then_hang)
 
     async def main(writer: AuditWriter) -> None:
         await writer.attach_event_loop()
-        await writer.record_async(admission_record(allow(1)))
-        monkeypatch.setattr(loop_commit, "write_postgres_async", write_then_hang)
-        cut_off = asyncio.ensure_future(writer.record_async(admission_record(allow(2))))
-        await reached.wait()
-        committer = writer._loop_committer
-        assert committer is not None
-        committer._task.cancel()
-        with pytest.raises(AuditStoreError, match="stopped"):
-            await cut_off
+        await writer.record_async(admission_record(allow(1)))  # hangs, times out, spooled: acknowledged
+        assert writer.spool_size() == 1
+        assert await asyncio.to_thread(writer.flush, 20)
+        await writer.record_async(admission_record(allow(2)))
         await writer.detach_event_loop()
-        await writer.record_async(admission_record(allow(3)))  # the thread path: seq 3, after the cut-off row
 
-    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
+    with AuditWriter.open(pg_url, spool_dir=tmp_path, timeout_s=0.5) as writer:
         asyncio.run(main(writer))
-    assert _verified_rows(pg_url) == 3
+    assert _verified_rows(pg_url) == 2
 
 
-def test_the_next_group_is_sent_before_the_last_groups_callers_wake(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """32 callers that each wait for their row before recording the next would otherwise move in one
-    group: the committer sends half, then each group the moment the other returns, before waking the
-    returned group's callers (so their next rows are built while the database works)."""
-    from policyengine.audit import loop_commit
+def test_cancelled_while_the_database_is_frozen_no_caller_hangs(own_postgres: OwnPostgres, tmp_path: Path) -> None:
+    """Issue #13 item 7: the loop committer used to wait for a lock shared with the committer thread; if
+    it was cancelled while waiting (a loop torn down), the lock stayed taken and every later `record()`
+    and `close()` hung. Here the database is frozen (SIGSTOP) so the thread side is busy retrying while
+    the loop's committer is cancelled with every other task of its loop (as `asyncio.run` does at
+    exit). Then, with the database thawed, `record()` from a thread and `close()` must return, and
+    every acknowledged row must be in the database."""
+    writer = AuditWriter.open(own_postgres.url, chain_id="item-7", spool_dir=tmp_path)
+    acknowledged: list[str] = []
 
-    real_write = loop_commit.write_postgres_async
-    events: list[tuple[str, int]] = []  # ("sent", first seq of a group) / ("woke", the seq a caller waited on)
+    async def one(n: int) -> None:
+        record = admission_record(allow(n))
+        await writer.record_async(record)
+        acknowledged.append(record.decision.decision_id)
 
-    async def logged_write(driver: object, rows: list[dict[str, object]]) -> None:
-        events.append(("sent", int(rows[0]["seq"])))  # type: ignore[call-overload]
-        await real_write(driver, rows)  # type: ignore[arg-type]
+    async def main() -> None:
+        assert await writer.attach_event_loop()
+        await one(0)
+        own_postgres.freeze()
+        first = asyncio.ensure_future(one(1))
+        await asyncio.sleep(2.5)  # the first row is spooled after the timeout; retries begin
+        later = [asyncio.ensure_future(one(n)) for n in range(2, 6)]
+        await asyncio.sleep(0.7)
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(first, *later, return_exceptions=True)
 
-    monkeypatch.setattr(loop_commit, "write_postgres_async", logged_write)
-    callers, rounds = 32, 6
+    try:
+        asyncio.run(main())
+    finally:
+        own_postgres.thaw()
+    done = threading.Event()
 
-    async def caller(writer: AuditWriter, k: int) -> None:
-        for n in range(rounds):
-            await writer.record_async(admission_record(allow(k * 100 + n), n))
-            events.append(("woke", k))
+    def record_then_close() -> None:
+        record = admission_record(allow(99))
+        writer.record(record)
+        acknowledged.append(record.decision.decision_id)
+        writer.flush(30)
+        writer.close()
+        done.set()
 
-    async def main(writer: AuditWriter) -> None:
-        await writer.attach_event_loop()
-        await asyncio.gather(*(caller(writer, k) for k in range(callers)))
-        await writer.detach_event_loop()
-
-    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
-        asyncio.run(main(writer))
-    assert _verified_rows(pg_url) == callers * rounds
-    sends = [n for n, (kind, _) in enumerate(events) if kind == "sent"]
-    assert len(sends) >= 2 * rounds  # two alternating groups, not one group of all 32
-    for previous, current in itertools.pairwise(sends):
-        # Between two sends, only the callers of one group wake: the next group left before them.
-        between = [k for kind, k in events[previous + 1 : current] if kind == "woke"]
-        assert len(between) <= callers // 2 + 1, (previous, between)
-
-
-def test_rows_linked_ahead_of_a_failed_group_are_linked_again(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While a group is in the database the queued rows are linked after it; when that group fails
-    without advancing the chain (here the database refuses it as a duplicate), they are linked again
-    after the real head, and their hashes rebuilt, so the rows that do commit form a verifiable chain."""
-    import psycopg
-
-    from policyengine.audit import loop_commit
-
-    real_write = loop_commit.write_postgres_async
-    refused: list[int] = []
-
-    async def refuse_first_group(driver: object, rows: list[dict[str, object]]) -> None:
-        if not refused:
-            refused.append(len(rows))
-            await asyncio.sleep(0.05)  # in the database long enough for the queue to be linked after it
-            raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
-        await real_write(driver, rows)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loop_commit, "write_postgres_async", refuse_first_group)
-    links: list[int] = []  # the seq each link starts after
-
-    async def main(writer: AuditWriter) -> list[BaseException | None]:
-        real_link = writer.link
-
-        def spy(batch: list[loop_commit.Waiter], seq: int, head: str) -> None:
-            links.append(seq)
-            real_link(batch, seq, head)
-
-        monkeypatch.setattr(writer, "link", spy)
-        await writer.attach_event_loop()
-        outcomes = await asyncio.gather(
-            *(writer.record_async(admission_record(allow(n), n)) for n in range(32)), return_exceptions=True
-        )
-        await writer.detach_event_loop()
-        return outcomes
-
-    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
-        outcomes = asyncio.run(main(writer))
-    failed = [o for o in outcomes if isinstance(o, AuditStoreError)]
-    assert len(failed) == refused[0] == 16  # the first half was refused, and its callers told so
-    assert 16 in links  # the second half was linked ahead, after the refused group...
-    assert links[-1] == 0  # ...and again after the real head when its turn came
-    assert _verified_rows(pg_url) == 16
-
-
-def test_a_committer_cancelled_between_sending_and_waiting_stops_its_commit(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Cancelled right after a group's commit was started and before the committer waits on it (while
-    it links the queue ahead): the commit is cancelled and waited for too, so nothing is left using the
-    connection the committer closes, every caller is answered, and the chain goes on after whatever
-    reached the database."""
-    from policyengine.audit.loop_commit import LoopCommitter
-
-    real_link_ahead = LoopCommitter._link_ahead
-
-    async def cancelled_here(self: LoopCommitter, sending: list[loop_waiters.Waiter]) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
-        await real_link_ahead(self, sending)
-
-    async def main(writer: AuditWriter) -> tuple[list[BaseException | None], list[str]]:
-        await writer.attach_event_loop()
-        committer = writer._loop_committer
-        assert committer is not None
-        monkeypatch.setattr(LoopCommitter, "_link_ahead", cancelled_here)
-        outcomes = await asyncio.gather(
-            *(writer.record_async(admission_record(allow(n), n)) for n in range(32)), return_exceptions=True
-        )
-        await asyncio.wait({committer._task})
-        left = [name for t in asyncio.all_tasks() if (name := _coroutine_name(t)) == "LoopCommitter._commit"]
-        monkeypatch.undo()
-        await writer.detach_event_loop()
-        await writer.record_async(admission_record(allow(99)))  # the thread path, after the real head
-        return outcomes, left
-
-    with AuditWriter.open(pg_url, spool_dir=tmp_path) as writer:
-        outcomes, left = asyncio.run(main(writer))
-    assert left == []  # the commit in flight was not left running on a closed connection
-    assert all(o is None or isinstance(o, AuditStoreError) for o in outcomes)
-    committed = sum(o is None for o in outcomes)
-    assert committed in (0, 16)
-    assert _verified_rows(pg_url) in (committed + 1, 16 + 1)  # the cut-off group may have reached it
+    worker = threading.Thread(target=record_then_close, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done.is_set(), "record() or close() hung after the loop committer was cancelled"
+    stored = set(stored_ids(own_postgres.url))
+    assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged rows missing"
+    assert _verified_rows(own_postgres.url) == len(stored)
