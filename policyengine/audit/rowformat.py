@@ -275,6 +275,8 @@ _TEMPLATES = {
 def _literal(name: str, value: Any) -> str:
     if name == "time":
         return '"' + format_time(value) + '"'
+    if name == "dry_run":
+        return "true" if value else "false"
     if value is None:
         return "null"
     if isinstance(value, bool):
