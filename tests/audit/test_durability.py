@@ -118,11 +118,18 @@ def test_outage_spools_then_ships_in_order(own_postgres: OwnPostgres, tmp_path: 
 
 
 def test_unwritable_spool_during_outage_is_an_error(own_postgres: OwnPostgres, tmp_path: Path) -> None:
-    writer = AuditWriter.open(own_postgres.url, chain_id="doomed", spool_dir=tmp_path)
+    """The database is down and the spool's disk is full (its file swapped for /dev/full, which answers
+    every write with ENOSPC): the caller is told the decision is NOT recorded, and the writer reports
+    itself failed (not ready, not live), not merely degraded."""
+    writer = AuditWriter.open(own_postgres.url, chain_id="doomed", new_chain=True, spool_dir=tmp_path)
     writer.record(admission_record(gdpr_denial()))
-    (tmp_path / "doomed.spool").mkdir()  # a directory where the spool file should be: cannot append
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, writer._spool._fd)
+    os.close(full)
     own_postgres.stop()
     with pytest.raises(AuditStoreError) as caught:
         writer.record(admission_record(gdpr_denial(1)))
     assert "NOT recorded" in str(caught.value) and "doomed.spool" in str(caught.value)
+    status = writer.status()
+    assert status.state == "failed" and "full" in (status.problem or ""), status
     writer.close()
