@@ -1,4 +1,10 @@
-"""`/healthz` (process alive), `/readyz` (policy loaded, audit store answers, engine ready), `/metrics`."""
+"""`/healthz` (alive: the event loop runs and decisions can be made durable somewhere), `/readyz` (policy
+loaded, rows can be made durable in the database or the spool, engine ready), `/metrics`.
+
+A replica whose audit database is down but whose spool has room stays ready (the spool covers the
+outage; `/readyz` says `degraded`); one that can make rows durable nowhere (spool full or unwritable,
+audit committer gone) is neither ready nor live, so the kubelet restarts it.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,18 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """Liveness: answers while the event loop runs; depends on nothing downstream."""
-    return {"status": "alive"}
+async def healthz(request: Request) -> Response:
+    """Liveness: 200 while the event loop runs and audit rows can be made durable (database or spool)."""
+    state: AppState = request.app.state.pe
+    alive, problem = state.alive()
+    if not alive:
+        return JSONResponse({"status": "not alive", "problem": problem}, status_code=503)
+    return JSONResponse({"status": "alive"})
 
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: 200 only when a policy is loaded, the audit store answers and the engine is ready."""
+    """Readiness: 200 when a policy is loaded, audit rows can be made durable and the engine is ready."""
     state: AppState = request.app.state.pe
     ready, checks = state.readiness()
     metrics.READY.set(1 if ready else 0)

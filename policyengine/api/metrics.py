@@ -50,11 +50,7 @@ POLICY_RELOADS = Counter(
     "Policy reload attempts, by result (ok, unchanged, failed).",
     ["result"],
 )
-AUDIT_SPOOL = Gauge(
-    "policyengine_server_audit_spool_records",
-    "Audit records waiting in the local spool for the database (summed over workers).",
-    multiprocess_mode="livesum",
-)
+# The audit spool's gauge is policyengine_audit_spool_rows (policyengine.audit.metrics), kept by the writer.
 READY = Gauge(
     "policyengine_server_ready",
     "1 when the worker serves a loaded policy with a working audit store (minimum over workers).",

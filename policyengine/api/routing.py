@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from policyengine.audit.record import AuditRecord
 from policyengine.decision import Decision
 from policyengine.route import DataProfile, PiplVolume, Route
-from policyengine.routing.adapters import read_authz_request
+from policyengine.routing.adapters import DENIAL_HEADER, denial_header, read_authz_request
 from policyengine.routing.filter import PolicySnapshot, RoutingFilter, Verdict, refusal
 from policyengine.routing.identity import RequestProblem
 
@@ -121,13 +121,22 @@ async def _audited(request: Request, verdict: Verdict) -> Verdict:
         await writer.record_async(record)
     except Exception as exc:  # the writer's own errors and anything else: refuse, never 500
         log.error("routing audit row for %s not written: %s", verdict.decision.decision_id, exc)
-        return refusal(
-            f"the audit trail could not record decision {verdict.decision.decision_id}: {exc}",
+        return _unrecorded(
+            f"the audit trail could not record this decision: {exc}",
             remedy="check the audit database and spool (policyengine serve logs), then retry",
             policy_revision=verdict.decision.policy_revision,
             service=verdict.service,
         )
     return verdict
+
+
+def _unrecorded(reason: str, *, remedy: str, policy_revision: str, service: str) -> Verdict:
+    """A refusal (fail closed) for a decision the trail could not take: it names no decision id, since
+    every id given out must be one the trail holds."""
+    refused = refusal(reason, remedy=remedy, policy_revision=policy_revision, service=service)
+    body = {k: v for k, v in refused.body.items() if k != "decision_id"}
+    headers = {DENIAL_HEADER: denial_header(body)}
+    return Verdict(refused.status, headers, body, refused.decision, service)
 
 
 async def _authz(request: Request, path: str) -> Response:

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from policyengine.api import metrics
 from policyengine.api.settings import Settings
-from policyengine.audit import AuditWriter
+from policyengine.audit import AuditStatus, AuditWriter
+from policyengine.audit import metrics as audit_metrics
 from policyengine.decide import Decider
 from policyengine.engine import Engine, EngineError, make_engine
 from policyengine.policy import LoadedPolicy, PolicyError, load_policy
@@ -78,6 +79,7 @@ class AppState:
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _executor: ThreadPoolExecutor | None = None
     _policy_seen: tuple[Any, ...] = ()
+    _audit_state_seen: str = "ok"
 
     # -- the snapshot -------------------------------------------------------------------------------
     @property
@@ -183,7 +185,8 @@ class AppState:
         """Open the audit store and load the policy (a failed load leaves the server not ready)."""
         spool = self.settings.audit_spool_dir
         chain_id = f"{self.settings.cluster}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.audit = AuditWriter.open(self.settings.audit_url, chain_id=chain_id, spool_dir=spool)
+        # A new chain: the writer starts (and spools) while the database is down.
+        self.audit = AuditWriter.open(self.settings.audit_url, chain_id=chain_id, spool_dir=spool, new_chain=True)
         self.reload()
         self._reload_request_seen = self._reload_request()
 
@@ -233,8 +236,27 @@ class AppState:
                 log.exception("policy watch failed")
 
     def refresh_gauges(self) -> None:
-        metrics.AUDIT_SPOOL.set(self.audit.spool_size() if self.audit is not None else 0)
         metrics.READY.set(1 if self.readiness()[0] else 0)
+
+    def audit_status(self) -> AuditStatus | None:
+        """The audit writer's state (None before it opens); a change of state is logged once."""
+        if self.audit is None:
+            return None
+        status = self.audit.status()
+        audit_metrics.DEGRADED.set(1 if status.state == "degraded" else 0)
+        if status.state != self._audit_state_seen:
+            level = {"ok": logging.INFO, "degraded": logging.WARNING}.get(status.state, logging.ERROR)
+            why = status.problem or status.database
+            log.log(level, "audit trail %s: %s (spool %d rows)", status.state, why, status.spool_rows)
+            self._audit_state_seen = status.state
+        return status
+
+    def alive(self) -> tuple[bool, str | None]:
+        """Liveness: False (restart me) when decisions can be made durable nowhere."""
+        status = self.audit_status()
+        if status is not None and status.state == "failed":
+            return False, status.problem
+        return True, None
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether to take traffic, with one entry per check (policy, audit, engine)."""
@@ -245,8 +267,13 @@ class AppState:
             if snapshot
             else {"ok": False, "error": self.last_reload_error or "not loaded yet"}
         )
-        audit_ok = self.audit is not None and bool(self.audit.healthy())
-        checks["audit"] = {"ok": audit_ok, "spool": self.audit.spool_size() if self.audit else None}
+        # Ready while rows can be made durable: in the database, or in the spool while it has room.
+        # Degraded (spooling) is said here, in a metric and in the log, not by leaving the Service.
+        status = self.audit_status()
+        if status is None:
+            checks["audit"] = {"ok": False, "state": "not open"}
+        else:
+            checks["audit"] = {"ok": status.state != "failed", **status.as_dict()}
         engine_ok = True
         if snapshot is not None and hasattr(snapshot.engine, "ready"):
             try:

@@ -98,3 +98,18 @@ def has_audit_tables(engine: Engine) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def check_audit_store(url: str | None) -> bool:
+    """Raise AuditStoreError for a bad URL or a database that answers but is not migrated; False (with
+    nothing raised) when it does not answer now, True when it is ready."""
+    engine = make_engine(url, connect_timeout=2, pre_ping=False)
+    try:
+        require_migrated(engine)
+    except AuditStoreError as exc:
+        if "unreachable" in str(exc):
+            return False
+        raise
+    finally:
+        engine.dispose()
+    return True

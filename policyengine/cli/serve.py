@@ -98,7 +98,8 @@ def serve(
     from policyengine.api.settings import Settings
     from policyengine.api.state import AppState, describe_load_error
     from policyengine.api.tls import check_pair, make_dev_certificates
-    from policyengine.audit import AuditStoreError, AuditWriter
+    from policyengine.audit import AuditStoreError
+    from policyengine.audit.store import check_audit_store
     from policyengine.resources import default_policies
 
     if dev_certs:
@@ -155,8 +156,10 @@ def serve(
         snapshot = AppState(settings).build_snapshot()
     except Exception as exc:
         raise _fail("the policy repo does not load:\n  " + "\n  ".join(describe_load_error(exc))) from None
+    # A bad URL or an unmigrated database stops here; a database that does not answer does not: the
+    # server starts and spools until it does (and ships what earlier processes left in --spool-dir).
     try:
-        AuditWriter.open(db, spool_dir=spool_dir).close()
+        check_audit_store(db)
     except AuditStoreError as exc:
         raise _fail(f"audit store {db}: {exc}") from None
     typer.echo(
