@@ -35,6 +35,7 @@ from policyengine.admission.extract.shape import (
     name_of,
     namespace_of,
 )
+from policyengine.audit.rowformat import json_text
 from policyengine.decide import new_decision_id
 from policyengine.decision import ENFORCEMENT_STRENGTH, Decision, Enforcement, Outcome, Violation
 from policyengine.route import DataProfile, Endpoint, Route
@@ -141,8 +142,14 @@ _DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 def _digest(manifest: Mapping[str, Any], cluster: str) -> str:
     """SHA-256 of the object and cluster as sorted-key compact UTF-8 JSON (orjson: a manifest is
-    encoded on every review, about 4x faster than json.dumps)."""
-    canonical = orjson.dumps({"cluster": cluster, "manifest": manifest}, option=_DIGEST_OPTIONS)
+    encoded on every review, about 4x faster than json.dumps). What orjson cannot write (a lone
+    surrogate, an integer beyond 64 bits, deep nesting) is written by the audit row format's JSON
+    (`rowformat.json_text`), so any object a request carries has a digest."""
+    document = {"cluster": cluster, "manifest": manifest}
+    try:
+        canonical = orjson.dumps(document, option=_DIGEST_OPTIONS)
+    except TypeError:
+        canonical = json_text(document).encode()
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
