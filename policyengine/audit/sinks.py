@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import sqlite3
 from typing import Any, Protocol
 
@@ -127,10 +129,10 @@ class PostgresSink:
 
     async def _run(self, statement: Any) -> Any:
         try:
-            async with asyncio.timeout(self.timeout_s):
-                if self._connection is None or self._connection.closed:
+            if self._connection is None or self._connection.closed:
+                async with asyncio.timeout(self.timeout_s):
                     self._connection = await self._connect()
-                return await statement(self._connection)
+            return await self._bounded(self._connection, statement(self._connection))
         except (Outage, Poison, ForkedChain):
             raise
         except Exception as exc:
@@ -138,6 +140,22 @@ class PostgresSink:
             if isinstance(fault, Outage):
                 await self.close()
             raise fault from exc
+
+    async def _bounded(self, connection: psycopg.AsyncConnection[Any], work: Any) -> Any:
+        """Await `work` for at most `timeout_s`. Past it the connection's socket is shut down rather than
+        the statement cancelled: psycopg would ask the (frozen) server to cancel it and wait for that."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        if task in done:
+            return task.result()
+        self._connection = None
+        with contextlib.suppress(OSError):
+            socket.socket(fileno=os.dup(connection.pgconn.socket)).shutdown(socket.SHUT_RDWR)
+        task.add_done_callback(_consume)
+        await asyncio.wait({task}, timeout=0.5)
+        if not task.done():
+            task.cancel()
+        raise Outage(f"no answer within {self.timeout_s:g} s (a frozen or overloaded server)")
 
     async def insert(self, rows: list[dict[str, Any]]) -> None:
         await self._run(lambda connection: write_postgres_async(connection, rows))
@@ -180,6 +198,11 @@ class PostgresSink:
         connection, self._connection = self._connection, None
         if connection is not None:
             await _close_quietly(connection)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _close_quietly(connection: psycopg.AsyncConnection[Any]) -> None:
