@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from audit.own_postgres import PG_BIN, OwnPostgres
+
 from policyengine.audit.migrate import upgrade
 
 

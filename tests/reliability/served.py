@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from audit.own_postgres import stored_ids
+from webhook.harness import copy_policies, free_port, ssl_context
+
 from policyengine.api.tls import make_dev_certificates
 from policyengine.audit.store import make_engine
 from policyengine.audit.verify import verify
-from webhook.harness import copy_policies, free_port, ssl_context
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW = json.loads((REPO / "examples" / "admission" / "create-httproute-profile.json").read_text())

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from audit.own_postgres import OwnPostgres
+
 from reliability.served import Served, httproute_review, lost, serve, verified
 
 WEBHOOK_TIMEOUT_S = 3.0  # the validating webhook's timeoutSeconds in deploy/

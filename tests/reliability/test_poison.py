@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.own_postgres import stored_ids
+
 from reliability.served import DROP, httproute_review, lost, serve, verified
 
 ROUTE = {"service": "shop/checkout", "source": {"cluster": "eu-1", "workload": "shop/gateway"}, "destination": {"cluster": "us-1"}}
