@@ -15,7 +15,10 @@ from policyengine.audit.migrate import upgrade
 @pytest.fixture(params=["sqlite", "postgresql"])
 def audit_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated audit database of each backend."""
-    url = f"sqlite:///{tmp_path / 'audit.db'}" if request.param == "sqlite" else str(request.getfixturevalue("pg_empty_url"))
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        url = str(request.getfixturevalue("pg_empty_url"))
     upgrade(url)
     return url
 

@@ -30,7 +30,8 @@ from reliability.served import httproute_review, lost, serve, verified
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "spool"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    command = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs for the full-disk test here: {done.stderr.strip()}")
     try:
@@ -75,7 +76,7 @@ def test_full_spool_disk_refuses_without_ids_then_loses_nothing(
         after = server.validate(httproute_review(1000))  # room again: acknowledged
         assert "auditAnnotations" in after.json()["response"], after.text
         for spool in small_disk.glob("*.spool"):
-            rows, whole = parse(spool.read_bytes())
+            _rows, whole = parse(spool.read_bytes())
             assert whole == spool.stat().st_size, "a torn record was left in the spool"
         own_postgres.start()
         missing = lost(own_postgres.url, server.given)

@@ -15,7 +15,11 @@ from audit.own_postgres import stored_ids
 
 from reliability.served import DROP, httproute_review, lost, serve, verified
 
-ROUTE = {"service": "shop/checkout", "source": {"cluster": "eu-1", "workload": "shop/gateway"}, "destination": {"cluster": "us-1"}}
+ROUTE = {
+    "service": "shop/checkout",
+    "source": {"cluster": "eu-1", "workload": "shop/gateway"},
+    "destination": {"cluster": "us-1"},
+}
 
 
 def _bad_requests() -> list[tuple[str, Any]]:
