@@ -152,3 +152,23 @@ def test_postgres_overlay_takes_the_audit_url_from_a_secret() -> None:
         env = {e["name"]: e for e in container["env"]}
         ref = env["POLICYENGINE_AUDIT_URL"]["valueFrom"]
         assert ref == {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "url"}}
+
+
+@pytest.mark.parametrize(
+    ("overlay", "kind"),
+    [("base", "emptyDir"), ("overlays/spool-pvc", "persistentVolumeClaim"), ("overlays/spool-hostpath", "hostPath")],
+)
+def test_the_audit_spool_has_a_volume_of_its_own(overlay: str, kind: str) -> None:
+    """The spool is mounted from a volume of its own where --spool-dir points; the overlays make it
+    outlive the pod (a claim shared by the replicas, or a node directory)."""
+    objects = render(overlay)
+    pod = one(objects, "Deployment", "policyengine")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    assert "--spool-dir=/var/lib/policyengine/spool" in server["args"]
+    assert mounts["audit-spool"] == "/var/lib/policyengine/spool"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "audit-spool"]
+    assert set(volume) == {"name", kind}, volume
+    if kind == "persistentVolumeClaim":
+        claim = one(objects, "PersistentVolumeClaim", volume[kind]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
