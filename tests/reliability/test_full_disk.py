@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from audit.own_postgres import OwnPostgres
 
-from policyengine.audit.spool import parse
 from reliability.served import httproute_review, lost, serve, verified
 
 
@@ -75,6 +74,8 @@ def test_full_spool_disk_refuses_without_ids_then_loses_nothing(
         filler.unlink()
         after = server.validate(httproute_review(1000))  # room again: acknowledged
         assert "auditAnnotations" in after.json()["response"], after.text
+        from policyengine.audit.spool import parse
+
         for spool in small_disk.glob("*.spool"):
             _rows, whole = parse(spool.read_bytes())
             assert whole == spool.stat().st_size, "a torn record was left in the spool"
