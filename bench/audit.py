@@ -44,7 +44,7 @@ from sqlalchemy import Engine, delete, text
 
 from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.audit import AuditRecord, AuditWriter
-from policyengine.audit import writer as writer_module
+from policyengine.audit import tail as tail_module
 from policyengine.audit.chain import GENESIS, row_hash
 from policyengine.audit.inserts import insert_rows, write_postgres_async
 from policyengine.audit.record import content_of
@@ -107,20 +107,22 @@ def _async_recorder(
     """One process: `callers` asyncio tasks await `record_async` (how the server records). Unhashed:
     the same writer with each row's hash replaced by a constant (what the hash chain itself costs)."""
     if not hashed:
-        writer_module.new_row_hash = lambda _row: GENESIS  # this (forked) process only
+        tail_module.fresh_hash = lambda _row: GENESIS  # this (forked) process only
 
     async def run() -> tuple[float, float]:
-        writer = AuditWriter.open(url, chain_id=str(uuid.uuid4()) if hashed else UNHASHED, spool_dir=spool)
+        writer = AuditWriter.open(
+            url, chain_id=str(uuid.uuid4()) if hashed else UNHASHED, new_chain=True, spool_dir=spool
+        )
         await writer.attach_event_loop()  # as the server does (PostgreSQL: group commits on this loop)
         settle_heap()  # as the server does after loading: the prepared records leave the collector's passes
         batches: list[int] = []
-        original = writer._chained
+        original = tail_module.ChainTail._chain
 
-        def counting(batch: list, ready: int = 0) -> list:  # type: ignore[type-arg]
+        def counting(tail: tail_module.ChainTail, batch: list) -> list:  # type: ignore[type-arg]
             batches.append(len(batch))
-            return original(batch, ready)
+            return original(tail, batch)
 
-        writer._chained = counting  # type: ignore[method-assign]
+        tail_module.ChainTail._chain = counting  # type: ignore[method-assign]
         per = len(records) // callers
 
         async def work(k: int) -> None:
