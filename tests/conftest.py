@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from audit.own_postgres import PG_BIN, OwnPostgres
 from opa_server import OpaTestServer
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from policyengine.audit.migrate import upgrade
 from policyengine.engine import Engine, make_engine
 
 ENGINE_KINDS = ("regorus", "opa")
@@ -42,6 +44,20 @@ def pg_empty_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A private, migrated PostgreSQL 15 cluster on a free port, to stop, start, freeze and thaw."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"{PG_BIN}/initdb is missing: install postgresql-15 (scripts/system-deps.sh)")
+    server = OwnPostgres()
+    server.start()
+    upgrade(server.url)
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")

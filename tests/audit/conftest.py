@@ -6,12 +6,10 @@ PostgreSQL databases come from `pg_empty_url` in tests/conftest.py (a fresh `pe_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from audit.own_postgres import PG_BIN, OwnPostgres
 from policyengine.audit.migrate import upgrade
 
 
@@ -39,16 +37,3 @@ def pg_url(pg_empty_url: str) -> str:
     """A migrated PostgreSQL database."""
     upgrade(pg_empty_url)
     return pg_empty_url
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"{PG_BIN}/initdb is missing: install postgresql-15 (scripts/system-deps.sh)")
-    server = OwnPostgres()
-    server.start()
-    upgrade(server.url)
-    try:
-        yield server
-    finally:
-        server.destroy()

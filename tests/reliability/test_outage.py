@@ -72,9 +72,7 @@ def test_stopped_database_spools_stays_ready_and_ships(own_postgres: OwnPostgres
             assert answers and all(status == 200 and decided for _, status, decided in answers), (label, answers[:5])
     finally:
         server.stop()
-    missing = lost(own_postgres.url, server.given)
-    assert not missing, f"{len(missing)} of {len(server.given)} acknowledged decisions lost"
-    assert verified(own_postgres.url) >= len(server.given)
+    _nothing_lost(own_postgres.url, server.given)
 
 
 def test_frozen_database_is_an_outage_within_the_deadline(own_postgres: OwnPostgres, tmp_path: Path) -> None:
@@ -95,9 +93,7 @@ def test_frozen_database_is_an_outage_within_the_deadline(own_postgres: OwnPostg
         _during(server, 2.0)
     finally:
         server.stop()
-    missing = lost(own_postgres.url, server.given)
-    assert not missing, f"{len(missing)} of {len(server.given)} acknowledged decisions lost"
-    assert verified(own_postgres.url) >= len(server.given)
+    _nothing_lost(own_postgres.url, server.given)
 
 
 def test_killed_during_an_outage_a_new_process_ships_its_spool(own_postgres: OwnPostgres, tmp_path: Path) -> None:
@@ -118,8 +114,11 @@ def test_killed_during_an_outage_a_new_process_ships_its_spool(own_postgres: Own
         _during(second, 2.0)
     finally:
         second.stop()
-    given = first.given + second.given
-    missing = lost(own_postgres.url, given)
-    assert not missing, f"{len(missing)} of {len(given)} acknowledged decisions lost"
-    assert verified(own_postgres.url) >= len(given)
+    _nothing_lost(own_postgres.url, first.given + second.given)
     assert not [p for p in spool.glob("*.spool") if p.stat().st_size], "a spool was left unshipped"
+
+
+def _nothing_lost(url: str, given: list[str]) -> None:
+    missing = lost(url, given)
+    assert not missing, f"{len(missing)} of {len(given)} acknowledged decisions lost"
+    assert verified(url) >= len(given)
