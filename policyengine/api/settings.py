@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policyengine.admission.review import DEFAULT_MAX_BODY_BYTES
+from policyengine.audit.sinks import DEFAULT_TIMEOUT_S
 from policyengine.resources import default_policies
 
 SETTINGS_ENV = "POLICYENGINE_SERVE_SETTINGS"
@@ -23,6 +24,9 @@ class Settings(BaseModel):
     policies: Path = Field(default_factory=default_policies)
     audit_url: str = "sqlite:///./var/audit.db"
     audit_spool_dir: Path | None = None
+    # Connect and statement bound of the audit database: past it the database counts as down and rows
+    # are spooled, so it stays below the webhook deadlines.
+    audit_timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     engine: Literal["regorus", "opa"] = "regorus"
     opa_url: str | None = None
     opa_token: str | None = None

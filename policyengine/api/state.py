@@ -186,7 +186,13 @@ class AppState:
         spool = self.settings.audit_spool_dir
         chain_id = f"{self.settings.cluster}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # A new chain: the writer starts (and spools) while the database is down.
-        self.audit = AuditWriter.open(self.settings.audit_url, chain_id=chain_id, spool_dir=spool, new_chain=True)
+        self.audit = AuditWriter.open(
+            self.settings.audit_url,
+            chain_id=chain_id,
+            spool_dir=spool,
+            new_chain=True,
+            timeout_s=self.settings.audit_timeout_seconds,
+        )
         self.reload()
         self._reload_request_seen = self._reload_request()
 

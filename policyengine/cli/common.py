@@ -55,9 +55,14 @@ def open_policy(directory: Path | None) -> LoadedPolicy:
     return policy
 
 
+# The CLI's bound on one OPA request: a command is not on a request path (the server's is 1 s), and a
+# Rego unit test or an explain may take OPA a while on a busy machine.
+CLI_OPA_TIMEOUT_S = 10.0
+
+
 def open_engine(kind: str, opa_url: str | None, opa_token: str | None) -> Engine:
     try:
-        return make_engine(kind, opa_url=opa_url, opa_token=opa_token)
+        return make_engine(kind, opa_url=opa_url, opa_token=opa_token, timeout=CLI_OPA_TIMEOUT_S)
     except EngineError as exc:
         fail(str(exc))
 

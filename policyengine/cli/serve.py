@@ -33,6 +33,14 @@ def serve(
     spool_dir: Annotated[
         Path | None, typer.Option(help="Where audit rows wait while the DB is down.")
     ] = None,
+    audit_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds an audit database connect or statement may take before rows are spooled instead "
+            "(keep it below the webhook deadlines).",
+        ),
+    ] = 1.0,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTPS port.")] = 8443,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
@@ -125,6 +133,7 @@ def serve(
             policies=policies or default_policies(),
             audit_url=db,
             audit_spool_dir=spool_dir,
+            audit_timeout_seconds=audit_timeout,
             engine=engine,
             opa_url=opa_url,
             opa_token=opa_token,

@@ -50,7 +50,9 @@ def test_attached_writer_chains_loop_and_thread_callers(pg_url: str, tmp_path: P
         assert writer.owner is writer.home
         await writer.record_async(admission_record(allow(-1)))  # back on the committer thread
 
-    writer = AuditWriter.open(pg_url, spool_dir=tmp_path)
+    # A generous statement bound: on a loaded machine the default (1 s) can take a slow commit for an
+    # outage, and the rows would go through the spool instead of the loop path this test is about.
+    writer = AuditWriter.open(pg_url, spool_dir=tmp_path, timeout_s=15)
     try:
         writer.record(admission_record(allow(-2)))  # before attaching: the committer thread
         asyncio.run(main(writer))
