@@ -184,7 +184,13 @@ def _permitted(verdicts: Sequence[RouteVerdict], cluster: str) -> PermittedClust
         if cluster in common.get(service, set()):
             keep.add(cluster)
         by_service[service] = frozenset(keep)
-    return PermittedClusters(by_service)
+    refused_pairs = frozenset(_pair(v.crossing) for v in verdicts if not v.allowed)
+    allowed_pairs = frozenset(_pair(v.crossing) for v in verdicts if v.allowed) - refused_pairs
+    return PermittedClusters(by_service, refused_pairs, allowed_pairs)
+
+
+def _pair(crossing: Crossing) -> tuple[str, str, str]:
+    return (crossing.service, crossing.source, crossing.destination)
 
 
 def evaluate_manifest(
@@ -199,7 +205,8 @@ def evaluate_manifest(
     """
     context = context or EvaluationContext()
     policy = decider.policy
-    ctx = ExtractionContext(cluster, policy)
+    related = [m for m in context.manifests if m is not manifest]
+    ctx = ExtractionContext(cluster, policy, related)
     verdicts: list[RouteVerdict] = []
     profiles: dict[str, DataProfile] = {}
     for extractor in extractors_for(manifest):
@@ -232,6 +239,7 @@ def combine(
 ) -> Decision:
     """Combine the route decisions of one object into its Decision (see the module docstring)."""
     cluster = ctx.cluster
+    notes = [truncate(n) for e in extractors_for(manifest) if e.notes for n in e.notes(manifest, ctx)]
     decisions = [v.decision for v in verdicts]
     refused = [v for v in verdicts if not v.allowed]
     regimes = tuple(sorted({r for d in decisions for r in d.regimes}))
@@ -258,6 +266,7 @@ def combine(
                 }
                 for v in verdicts
             ],
+            "notes": notes,
         },
     }
     per_service = [set(clusters) for clusters in permitted.by_service.values()]
@@ -268,6 +277,7 @@ def combine(
             enforcement=_strongest([d.enforcement for d in decisions]),
             violations=(),
             permitted_clusters=all_permitted,
+            warnings=tuple(notes),
             **base,
         )
     enforcement = _strongest([v.decision.enforcement for v in refused])
@@ -285,7 +295,7 @@ def combine(
                 violations=tuple(violations),
                 permitted_clusters=all_permitted,
                 patch=tuple(patch),
-                warnings=tuple(truncate(w) for w in [*removed, *why]),
+                warnings=tuple(truncate(w) for w in [*removed, *why, *notes]),
                 **base,
             )
     remedies = [e.deny_remedy for e in families.values() if e.deny_remedy]
@@ -297,6 +307,7 @@ def combine(
     warnings: tuple[str, ...] = ()
     if enforcement in (Enforcement.WARN, Enforcement.DRYRUN):
         warnings = tuple(truncate(f"{v.article or v.regime}: {v.message}") for v in violations)
+    warnings = (*warnings, *notes)
     return Decision(
         outcome=Outcome.DENY,
         enforcement=enforcement,

@@ -101,6 +101,8 @@ def compile_data(
             "entity": c.entity,
             "fsm_key": c.fsm_key or default_fsm_key(c),
             "locality": c.locality or default_locality(c),
+            "network": c.network or "",
+            "linkerd_link": c.linkerd_link or c.name,
         }
     return {
         "revision": revision,

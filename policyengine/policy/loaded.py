@@ -24,6 +24,8 @@ class ClusterInfo:
     entity: str
     fsm_key: str
     locality: str
+    network: str = ""  # Istio network, "" when clusters.yaml gives none
+    linkerd_link: str = ""  # the Linkerd Link name of the cluster (default its name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class LoadedPolicy:
                 entity=c["entity"],
                 fsm_key=c["fsm_key"],
                 locality=c["locality"],
+                network=c.get("network", ""),
+                linkerd_link=c.get("linkerd_link", name),
             )
             for name, c in data["clusters"].items()
         }
@@ -107,6 +111,14 @@ class LoadedPolicy:
     def clusters_in_locality(self, pattern: str) -> list[str]:
         """Clusters whose Istio locality matches `pattern` ("eu-central-1/*", "*", "us-east-1")."""
         return sorted(c.name for c in self._clusters.values() if _locality_matches(pattern, c.locality))
+
+    def clusters_in_network(self, network: str) -> list[str]:
+        """Clusters whose Istio network is `network` (clusters.yaml `network`)."""
+        return sorted(c.name for c in self._clusters.values() if network and c.network == network)
+
+    def cluster_by_linkerd_link(self, link: str) -> str | None:
+        """The cluster a Linkerd Link name points at (clusters.yaml `linkerd_link`, default the name)."""
+        return next((c.name for c in self._clusters.values() if c.linkerd_link == link), None)
 
     # data
 

@@ -145,6 +145,12 @@ class Cluster(_Strict):
         None, description="FSM cluster key; default <region code>/default/default/<name>"
     )
     locality: str | None = Field(None, description="Istio locality region; default the region code")
+    network: str | None = Field(
+        None, description="Istio network (topology.istio.io/network) of the cluster's endpoints, if any"
+    )
+    linkerd_link: str | None = Field(
+        None, description="name of the Linkerd multicluster Link to it (mirrors are <svc>-<link>); default its name"
+    )
     description: str = ""
 
 

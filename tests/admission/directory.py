@@ -18,6 +18,8 @@ class ClusterRow:
     name: str
     locality: str
     fsm_key: str
+    network: str = ""
+    linkerd_link: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class TableDirectory:
         region = pattern.split("/", 1)[0]
         return sorted(c.name for c in self.clusters.values() if region in ("*", c.locality))
 
+    def clusters_in_network(self, network: str) -> list[str]:
+        return sorted(c.name for c in self.clusters.values() if network and c.network == network)
+
+    def cluster_by_linkerd_link(self, link: str) -> str | None:
+        return next((c.name for c in self.clusters.values() if (c.linkerd_link or c.name) == link), None)
+
     def service(self, name: str) -> ServiceRow | None:
         return self.services.get(name)
 
@@ -56,9 +64,9 @@ class TableDirectory:
 def shop_directory() -> TableDirectory:
     """eu-1, eu-2 (EU), us-1 (US), cn-1 (CN); shop/checkout runs in eu-1, eu-2 and us-1."""
     rows = [
-        ClusterRow("eu-1", "eu-central-1", "eu-central-1/default/default/eu-1"),
-        ClusterRow("eu-2", "eu-west-1", "eu-west-1/default/default/eu-2"),
-        ClusterRow("us-1", "us-east-1", "us-east-1/default/default/us-1"),
+        ClusterRow("eu-1", "eu-central-1", "eu-central-1/default/default/eu-1", network="net-eu"),
+        ClusterRow("eu-2", "eu-west-1", "eu-west-1/default/default/eu-2", network="net-eu"),
+        ClusterRow("us-1", "us-east-1", "us-east-1/default/default/us-1", network="net-us"),
         ClusterRow("cn-1", "cn-north-1", "cn-north-1/default/default/cn-1"),
     ]
     return TableDirectory(
@@ -74,15 +82,19 @@ def context(cluster: str = "eu-1") -> ExtractionContext:
     return ExtractionContext(cluster, shop_directory())
 
 
-def eu_only(service: str, cluster: str) -> bool:
-    """Permits: EU clusters only (what GDPR with no mechanism allows)."""
-    return cluster in ("eu-1", "eu-2")
+@dataclass(frozen=True)
+class ClusterPermits:
+    """Permits: the given clusters for every service, and every route between two of them."""
+
+    clusters: frozenset[str] | None  # None: every cluster
+
+    def __call__(self, service: str, cluster: str) -> bool:
+        return self.clusters is None or cluster in self.clusters
+
+    def pair(self, service: str, source: str, destination: str) -> bool:
+        return source == destination or (self(service, source) and self(service, destination))
 
 
-def nowhere_else(service: str, cluster: str) -> bool:
-    """Permits: nothing but the local eu-1."""
-    return cluster == "eu-1"
-
-
-def everywhere(service: str, cluster: str) -> bool:
-    return True
+eu_only = ClusterPermits(frozenset({"eu-1", "eu-2"}))  # what GDPR with no mechanism allows
+nowhere_else = ClusterPermits(frozenset({"eu-1"}))  # nothing but the local eu-1
+everywhere = ClusterPermits(None)

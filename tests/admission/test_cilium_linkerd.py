@@ -10,7 +10,7 @@ import yaml
 
 from policyengine.admission.extract import cilium, extract_crossings, extractors_for, linkerd
 
-from .directory import context, eu_only, everywhere
+from .directory import ClusterPermits, context, eu_only, everywhere
 
 # cilium/cilium Documentation/network/clustermesh/affinity.rst
 REBEL_BASE = yaml.safe_load(
@@ -116,7 +116,7 @@ def test_exported_service_is_reached_from_every_other_cluster() -> None:
 
 def test_linkerd_rewrite_removes_the_label() -> None:
     service = linkerd_service("true")
-    plan = linkerd.rewrite(service, context("cn-1"), lambda s, c: False)
+    plan = linkerd.rewrite(service, context("cn-1"), ClusterPermits(frozenset()))
     assert plan is not None
     assert plan.patch == [{"op": "remove", "path": "/metadata/labels/mirror.linkerd.io~1exported"}]
     assert applied(service, plan.patch)["metadata"]["labels"] == {"app": "profile"}

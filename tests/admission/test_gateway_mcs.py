@@ -11,7 +11,7 @@ import yaml
 
 from policyengine.admission.extract import ManifestError, extract_crossings, extractors_for, gateway, mcs
 
-from .directory import context, eu_only, everywhere
+from .directory import ClusterPermits, context, eu_only, everywhere
 
 # kubernetes-sigs/gateway-api examples/standard/multicluster/httproute-hybrid.yaml, in namespace shop
 HYBRID = yaml.safe_load(
@@ -93,7 +93,7 @@ def test_rewrite_replaces_the_service_import_by_the_local_service() -> None:
 
 
 def test_rewrite_drops_the_import_when_the_local_cluster_is_not_permitted() -> None:
-    plan = gateway.rewrite(HYBRID, context(), lambda service, cluster: cluster == "eu-2")
+    plan = gateway.rewrite(HYBRID, context(), ClusterPermits(frozenset({"eu-2"})))
     assert plan is not None
     assert applied(HYBRID, plan.patch)["spec"]["rules"][0]["backendRefs"] == [
         {"kind": "Service", "name": "checkout", "port": 8080, "weight": 90}
@@ -101,7 +101,7 @@ def test_rewrite_drops_the_import_when_the_local_cluster_is_not_permitted() -> N
 
 
 def test_rewrite_leaving_a_rule_without_backends_is_a_deny() -> None:
-    assert gateway.rewrite(LOCATION, context("cn-1"), lambda service, cluster: False) is None
+    assert gateway.rewrite(LOCATION, context("cn-1"), ClusterPermits(frozenset())) is None
 
 
 def test_rewrite_only_touches_refused_services() -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from policyengine.admission.extract import ManifestError, extract_crossings, istio
 
-from .directory import context, eu_only, everywhere
+from .directory import ClusterPermits, context, eu_only, everywhere
 
 # istio.io tasks/traffic-management/locality-load-balancing/distribute, with the test localities
 DISTRIBUTE = yaml.safe_load(
@@ -191,7 +191,7 @@ def test_service_entry_rewrite_drops_foreign_endpoints() -> None:
     assert plan is not None
     endpoints = applied(SERVICE_ENTRY, plan.patch)["spec"]["endpoints"]
     assert [e["address"] for e in endpoints] == ["dynamodb.eu-west-1.amazonaws.com"]
-    assert istio.rewrite_service_entry(SERVICE_ENTRY, context(), lambda s, c: False) is None
+    assert istio.rewrite_service_entry(SERVICE_ENTRY, context(), ClusterPermits(frozenset())) is None
     assert istio.rewrite_service_entry(SERVICE_ENTRY, context(), everywhere) == istio.RewritePlan()
 
 

@@ -1,8 +1,11 @@
 """What an extractor reports: the cross-cluster crossings a manifest creates, and how to undo them.
 
-A `Crossing` is one route a manifest opens between the local cluster (where the object is applied)
-and another cluster (its `far` end). A `RewritePlan` is the RFC 6902 patch that keeps only the
-permitted crossings, with one line per removed part for the admission warnings.
+A `Crossing` is one route a manifest opens between two clusters: usually the local cluster (where the
+object is applied) and another one (its `far` end); a mesh-wide setting (an Istio `distribute[].from`
+entry) can open a route between two other clusters. A `RewritePlan` is the RFC 6902 patch that keeps
+only the permitted crossings, with one line per removed part for the admission warnings. `notes` are
+what an extractor read but found to be no crossing (e.g. FSM ignores `targets` under `lbType:
+Locality`), said so that a user is not left guessing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ class ClusterFacts(Protocol):
     @property
     def locality(self) -> str: ...
 
+    @property
+    def network(self) -> str: ...
+
+    @property
+    def linkerd_link(self) -> str: ...
+
 
 class ServiceFacts(Protocol):
     """Where a known service runs (policy's `ServiceInfo` has it)."""
@@ -45,6 +54,10 @@ class ClusterDirectory(Protocol):
 
     def clusters_in_locality(self, pattern: str) -> Sequence[str]: ...
 
+    def clusters_in_network(self, network: str) -> Sequence[str]: ...
+
+    def cluster_by_linkerd_link(self, link: str) -> str | None: ...
+
     def service(self, name: str) -> ServiceFacts | None: ...
 
     def service_by_host(self, host: str) -> str | None: ...
@@ -52,10 +65,25 @@ class ClusterDirectory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExtractionContext:
-    """Where the manifest is applied (`cluster`) and the policy's cluster directory."""
+    """Where the manifest is applied (`cluster`), the policy's cluster directory, and the other objects
+    applied with it (`related`: a ReferenceGrant, the ServiceImport a route names, a Linkerd mirror
+    Service), which extractors may read but never need: admission sees one object at a time."""
 
     cluster: str
     directory: ClusterDirectory
+    related: Sequence[Mapping[str, Any]] = ()
+
+    def related_objects(self, kind: str, groups: Sequence[str]) -> list[Mapping[str, Any]]:
+        """The related objects of `kind` whose API group is one of `groups`."""
+        out = []
+        for obj in self.related:
+            if not isinstance(obj, Mapping) or obj.get("kind") != kind:
+                continue
+            api_version = str(obj.get("apiVersion", ""))
+            group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+            if group in groups:
+                out.append(obj)
+        return out
 
     def other_clusters(self) -> list[str]:
         """Every known cluster except the local one, sorted."""
@@ -96,23 +124,39 @@ class RewritePlan:
 
 
 class Permits(Protocol):
-    """Which far clusters the decisions allow, per service."""
+    """Which far clusters the decisions allow, per service; and which routes between two clusters."""
 
     def __call__(self, service: str, cluster: str) -> bool: ...
+
+    def pair(self, service: str, source: str, destination: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
 class PermittedClusters:
-    """`permitted[service]` = clusters the rules allow for that service's data (local included if so)."""
+    """`by_service[service]` = clusters the rules allow for that service's data (local included if so);
+    `refused_pairs` / `allowed_pairs` = (service, source, destination) of every route the rules refused
+    / allowed."""
 
     by_service: Mapping[str, frozenset[str]]
+    refused_pairs: frozenset[tuple[str, str, str]] = frozenset()
+    allowed_pairs: frozenset[tuple[str, str, str]] = frozenset()
 
     def __call__(self, service: str, cluster: str) -> bool:
         return cluster in self.by_service.get(service, frozenset())
 
+    def pair(self, service: str, source: str, destination: str) -> bool:
+        """Whether the route source -> destination for `service` was allowed (a route never decided
+        counts as allowed only when both ends are permitted clusters of the service)."""
+        if (service, source, destination) in self.refused_pairs:
+            return False
+        if (service, source, destination) in self.allowed_pairs:
+            return True
+        return source == destination or (self(service, source) and self(service, destination))
+
 
 Extract = Callable[[Mapping[str, Any], ExtractionContext], list[Crossing]]
 Rewrite = Callable[[Mapping[str, Any], ExtractionContext, Permits], RewritePlan | None]
+Notes = Callable[[Mapping[str, Any], ExtractionContext], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +164,12 @@ class Extractor:
     """One resource family: find its crossings, and (when the family can) rewrite to the permitted ones.
 
     `rewrite` returns None when nothing permitted would be left; a family whose `rewrite` is None
-    cannot be narrowed at all and is denied with `deny_remedy` added to each violation.
+    cannot be narrowed at all and is denied with `deny_remedy` added to each violation. `notes` says
+    what the family read that creates no crossing (one line each), for every outcome.
     """
 
     family: str
     extract: Extract
     rewrite: Rewrite | None = None
     deny_remedy: str = ""
+    notes: Notes | None = None
