@@ -9,7 +9,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from policyengine.admission.extract import ManifestError, extract_crossings, extractors_for, gateway, mcs
+from policyengine.admission.extract import ROUTE, ManifestError, RewritePlan, extract_crossings, extractors_for, mcs
 
 from .directory import ClusterPermits, context, eu_only, everywhere
 
@@ -64,7 +64,7 @@ def test_service_import_backend_routes_to_every_cluster_running_the_service() ->
         ("shop/checkout", "eu-1", "eu-2"),
         ("shop/checkout", "eu-1", "us-1"),
     ]
-    assert crossings[0].via == "HTTPRoute shop/store spec.rules[0].backendRefs[1]"
+    assert crossings[0].via == "HTTPRoute shop/store spec.rules[0].backendRefs[1] (ServiceImport shop/checkout)"
 
 
 def test_unknown_service_import_routes_to_every_known_cluster() -> None:
@@ -82,18 +82,18 @@ def test_plain_service_backends_are_local_and_create_no_route() -> None:
 
 
 def test_rewrite_replaces_the_service_import_by_the_local_service() -> None:
-    plan = gateway.rewrite(HYBRID, context(), eu_only)
+    plan = ROUTE.rewrite(HYBRID, context(), eu_only)
     assert plan is not None
     refs = applied(HYBRID, plan.patch)["spec"]["rules"][0]["backendRefs"]
     assert refs == [
         {"kind": "Service", "name": "checkout", "port": 8080, "weight": 90},
         {"kind": "Service", "name": "checkout", "port": 8080, "weight": 10},
     ]
-    assert "local Service in eu-1" in plan.removed[0]
+    assert "local Service checkout in eu-1" in plan.removed[0]
 
 
 def test_rewrite_drops_the_import_when_the_local_cluster_is_not_permitted() -> None:
-    plan = gateway.rewrite(HYBRID, context(), ClusterPermits(frozenset({"eu-2"})))
+    plan = ROUTE.rewrite(HYBRID, context(), ClusterPermits(frozenset({"eu-2"})))
     assert plan is not None
     assert applied(HYBRID, plan.patch)["spec"]["rules"][0]["backendRefs"] == [
         {"kind": "Service", "name": "checkout", "port": 8080, "weight": 90}
@@ -101,24 +101,26 @@ def test_rewrite_drops_the_import_when_the_local_cluster_is_not_permitted() -> N
 
 
 def test_rewrite_leaving_a_rule_without_backends_is_a_deny() -> None:
-    assert gateway.rewrite(LOCATION, context("cn-1"), ClusterPermits(frozenset())) is None
+    assert ROUTE.rewrite(LOCATION, context("cn-1"), ClusterPermits(frozenset())) is None
 
 
 def test_rewrite_only_touches_refused_services() -> None:
-    def checkout_eu_only(service: str, cluster: str) -> bool:
-        return service == "shop/catalog" or eu_only(service, cluster)
+    class CheckoutEuOnly(ClusterPermits):
+        def __call__(self, service: str, cluster: str) -> bool:
+            return service == "shop/catalog" or eu_only(service, cluster)
 
-    plan = gateway.rewrite(LOCATION, context(), checkout_eu_only)
+    checkout_eu_only = CheckoutEuOnly(None)
+    plan = ROUTE.rewrite(LOCATION, context(), checkout_eu_only)
     assert plan is not None
     rules = applied(LOCATION, plan.patch)["spec"]["rules"]
     assert rules[0]["backendRefs"][0]["kind"] == "ServiceImport"
     assert rules[1]["backendRefs"] == [{"kind": "Service", "name": "checkout", "port": 8080}]
-    assert gateway.rewrite(LOCATION, context(), everywhere) == gateway.RewritePlan()
+    assert ROUTE.rewrite(LOCATION, context(), everywhere) == RewritePlan()
 
 
 def test_grpc_route_is_read_like_http_route() -> None:
     grpc = {**HYBRID, "kind": "GRPCRoute"}
-    assert extractors_for(grpc) == (gateway.GRPC_ROUTE,)
+    assert extractors_for(grpc) == (ROUTE,)
     assert len(extract_crossings(grpc, context())) == 2
 
 
@@ -150,4 +152,4 @@ def test_mcs_export_reaches_every_other_cluster_and_cannot_be_rewritten(version:
 
 def test_unknown_kinds_have_no_extractor() -> None:
     assert extractors_for({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) == ()
-    assert extractors_for({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport"}) == ()
+    assert extractors_for({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImportStatus"}) == ()

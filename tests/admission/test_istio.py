@@ -9,7 +9,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from policyengine.admission.extract import ManifestError, extract_crossings, istio
+from policyengine.admission.extract import ManifestError, extract_crossings, istio, istio_routing
 
 from .directory import ClusterPermits, context, eu_only, everywhere
 
@@ -187,23 +187,22 @@ def test_service_entry_endpoints_are_routes_by_locality() -> None:
 
 
 def test_service_entry_rewrite_drops_foreign_endpoints() -> None:
-    plan = istio.rewrite_service_entry(SERVICE_ENTRY, context(), eu_only)
+    plan = istio_routing.rewrite_service_entry(SERVICE_ENTRY, context(), eu_only)
     assert plan is not None
     endpoints = applied(SERVICE_ENTRY, plan.patch)["spec"]["endpoints"]
     assert [e["address"] for e in endpoints] == ["dynamodb.eu-west-1.amazonaws.com"]
-    assert istio.rewrite_service_entry(SERVICE_ENTRY, context(), ClusterPermits(frozenset())) is None
-    assert istio.rewrite_service_entry(SERVICE_ENTRY, context(), everywhere) == istio.RewritePlan()
+    assert istio_routing.rewrite_service_entry(SERVICE_ENTRY, context(), ClusterPermits(frozenset())) is None
+    assert istio_routing.rewrite_service_entry(SERVICE_ENTRY, context(), everywhere) == istio.RewritePlan()
 
 
-def test_service_entry_endpoint_without_locality_is_known_only_by_a_service_host() -> None:
+def test_service_entry_endpoint_without_locality_is_placed_only_by_a_service_host() -> None:
+    """An address alone is not a cluster: only a known service's host says where it is."""
     entry = copy.deepcopy(SERVICE_ENTRY)
     entry["spec"]["endpoints"] = [{"address": "checkout.shop.svc.clusterset.local"}, {"address": "10.9.8.7"}]
     crossings = extract_crossings(entry, context("eu-1"))
-    assert [(c.destination, c.known) for c in crossings] == [
-        ("eu-2", True),
-        ("us-1", True),
-        ("10.9.8.7", False),
-    ]
+    assert [(c.destination, c.known) for c in crossings] == [("eu-2", True), ("us-1", True)]
+    (note,) = istio_routing.SERVICE_ENTRY.notes(entry, context("eu-1"))  # type: ignore[misc]
+    assert "10.9.8.7 is not a cluster of the set" in note
 
 
 def test_service_entry_of_the_wrong_shape() -> None:

@@ -6,8 +6,14 @@ route to an unknown cluster.
 
 - ServiceExport: an empty `targetClusters` exports the service to every managed cluster; rewrite sets it
   to the permitted clusters' keys (nothing permitted -> deny: an empty list would mean "all").
-- GlobalTrafficPolicy (consumer side): each target is a route from the local cluster; rewrite drops
-  foreign targets, and when none is left sets `lbType: Locality` with no targets (local only).
+- GlobalTrafficPolicy (consumer side, FSM `pkg/multicluster/traffic_policy.go` and
+  `service_import.go`, v1.5): under `ActiveActive` or `FailOver` each target is a route from the local
+  cluster, and no targets means every cluster that exports the service ("accept all": every cluster
+  running it per services.yaml, else every known cluster); under `Locality` (the default when `lbType`
+  is unset) FSM serves local endpoints only and ignores `targets`, so there is no route (a note says
+  so). The rewrite drops foreign targets, turns "no targets" into the permitted clusters' keys, and
+  when none is left sets `lbType: Locality` with no targets (local only; FSM's webhook refuses
+  `FailOver` without targets and `Locality` with more than one).
 """
 
 from __future__ import annotations
@@ -58,14 +64,18 @@ def _fsm_key(ctx: ExtractionContext, cluster: str) -> str:
 # --- GlobalTrafficPolicy -------------------------------------------------------------------------
 
 
-def _gtp_targets(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tuple[int, str, str, bool]]:
-    """(index, clusterKey, cluster, known) of every target."""
-    spec = spec_of(manifest)
-    lb_type = optional_str(manifest, spec.get("lbType"), "spec.lbType")
+def _lb_type(manifest: Mapping[str, Any]) -> str:
+    """spec.lbType, `Locality` when unset (FSM's webhook default)."""
+    lb_type = optional_str(manifest, spec_of(manifest).get("lbType"), "spec.lbType")
     if lb_type is not None and lb_type not in LB_TYPES:
-        raise ManifestError(
-            describe(manifest), "spec.lbType", f"is {lb_type!r}", f"use one of {', '.join(LB_TYPES)}"
-        )
+        raise ManifestError(describe(manifest), "spec.lbType", f"is {lb_type!r}", f"use one of {', '.join(LB_TYPES)}")
+    return lb_type or "Locality"
+
+
+def _gtp_targets(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tuple[int, str, str, bool]]:
+    """(index, clusterKey, cluster, known) of every target (shape-checked whatever the lbType)."""
+    spec = spec_of(manifest)
+    _lb_type(manifest)
     out = []
     for i, raw in enumerate(optional_list(manifest, spec.get("targets"), "spec.targets")):
         target = optional_map(manifest, raw, f"spec.targets[{i}]")
@@ -76,23 +86,52 @@ def _gtp_targets(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tu
 
 
 def extract_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossing]:
-    """Routes from the local cluster to every target cluster of the policy."""
+    """Routes from the local cluster to every target cluster (every cluster running the service when
+    there is none); none under `Locality`."""
     service = _service(manifest)
+    targets = _gtp_targets(manifest, ctx)
+    if _lb_type(manifest) == "Locality":
+        return []
+    if not targets:
+        path = "spec.targets"
+        where = f"{describe(manifest)} {path} (none: every cluster exporting the service)"
+        return [Crossing(service, ctx.cluster, c, c, where, path) for c in ctx.service_clusters(service)]
     crossings = []
-    for i, _key, cluster, known in _gtp_targets(manifest, ctx):
+    for i, _key, cluster, known in targets:
         if cluster == ctx.cluster:
             continue
         path = f"spec.targets[{i}].clusterKey"
-        crossings.append(
-            Crossing(service, ctx.cluster, cluster, cluster, f"{describe(manifest)} {path}", path, known)
-        )
+        crossings.append(Crossing(service, ctx.cluster, cluster, cluster, f"{describe(manifest)} {path}", path, known))
     return crossings
 
 
+def _to_locality(manifest: Mapping[str, Any], removed: tuple[str, ...]) -> RewritePlan:
+    """`lbType: Locality` and no targets: local endpoints only."""
+    spec = spec_of(manifest)
+    patch: JsonPatch = [{"op": "remove", "path": pointer("spec", "targets")}] if "targets" in spec else []
+    patch.append(
+        {"op": "replace" if "lbType" in spec else "add", "path": pointer("spec", "lbType"), "value": "Locality"}
+    )
+    return RewritePlan(patch, (*removed, "spec.lbType set to Locality: local endpoints only"))
+
+
 def rewrite_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits) -> RewritePlan | None:
-    """Drop foreign targets; `lbType: Locality` with no targets when none is left."""
+    """Drop foreign targets (or list the permitted ones for "no targets"); `Locality` when none is left."""
     service = _service(manifest)
     targets = _gtp_targets(manifest, ctx)
+    if _lb_type(manifest) == "Locality":
+        return RewritePlan()
+    if not targets:
+        others = ctx.service_clusters(service)
+        keep = [c for c in others if permits(service, c)]
+        if len(keep) == len(others):
+            return RewritePlan()
+        removed = tuple(f"spec.targets: no longer every cluster: {c} removed" for c in others if c not in keep)
+        if not keep:
+            return _to_locality(manifest, removed)
+        value = [{"clusterKey": _fsm_key(ctx, c)} for c in keep]
+        op = "replace" if "targets" in spec_of(manifest) else "add"
+        return RewritePlan([{"op": op, "path": pointer("spec", "targets"), "value": value}], removed)
     dropped = [
         (i, key, cluster)
         for i, key, cluster, _known in targets
@@ -101,16 +140,9 @@ def rewrite_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Pe
     if not dropped:
         return RewritePlan()
     removed = tuple(f"removed spec.targets[{i}] {key}" for i, key, _ in dropped)
-    patch: JsonPatch
     if len(dropped) == len(targets):
-        spec = spec_of(manifest)
-        op = "replace" if "lbType" in spec else "add"
-        patch = [
-            {"op": "remove", "path": pointer("spec", "targets")},
-            {"op": op, "path": pointer("spec", "lbType"), "value": "Locality"},
-        ]
-        return RewritePlan(patch, (*removed, "spec.lbType set to Locality: local endpoints only"))
-    patch = [{"op": "remove", "path": pointer("spec", "targets", i)} for i, _, _ in reversed(dropped)]
+        return _to_locality(manifest, removed)
+    patch: JsonPatch = [{"op": "remove", "path": pointer("spec", "targets", i)} for i, _, _ in reversed(dropped)]
     return RewritePlan(patch, removed)
 
 
@@ -147,9 +179,7 @@ def extract_export(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[
     return crossings
 
 
-def rewrite_export(
-    manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits
-) -> RewritePlan | None:
+def rewrite_export(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits) -> RewritePlan | None:
     """`targetClusters` = the permitted clusters; None when none is permitted (empty would mean all)."""
     service = _service(manifest)
     targets = _export_targets(manifest, ctx)
@@ -166,9 +196,7 @@ def rewrite_export(
         ]
         removed = tuple(f"removed the export to {c} (spec.targetClusters)" for c in others if c not in keep)
         return RewritePlan(patch, removed)
-    dropped = [
-        (i, key) for i, key, cluster, _ in targets if cluster != ctx.cluster and not permits(service, cluster)
-    ]
+    dropped = [(i, key) for i, key, cluster, _ in targets if cluster != ctx.cluster and not permits(service, cluster)]
     if not dropped:
         return RewritePlan()
     if len(dropped) == len(targets):
@@ -177,7 +205,16 @@ def rewrite_export(
     return RewritePlan(patch, tuple(f"removed spec.targetClusters[{i}] {key}" for i, key in dropped))
 
 
-GLOBAL_TRAFFIC_POLICY = Extractor("fsm", extract_gtp, rewrite_gtp)
+def notes_gtp(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[str]:
+    """Say that `targets` are ignored under `Locality` (FSM serves local endpoints only)."""
+    targets = _gtp_targets(manifest, ctx)
+    if _lb_type(manifest) != "Locality" or not targets:
+        return []
+    keys = ", ".join(key for _, key, _, _ in targets)
+    return [f"spec.targets ({keys}) ignored: under lbType Locality FSM uses local endpoints only"]
+
+
+GLOBAL_TRAFFIC_POLICY = Extractor("fsm", extract_gtp, rewrite_gtp, notes=notes_gtp)
 SERVICE_EXPORT = Extractor(
     "fsm",
     extract_export,

@@ -1,15 +1,26 @@
-"""Istio: DestinationRule locality load balancing and ServiceEntry endpoints.
+"""Istio DestinationRule locality load balancing (istio/api v1.30 `networking/v1alpha3/destination_rule.proto`:
+`LocalityLoadBalancerSetting`, `ZoneAwareLoadBalancerSetting`; `networking.istio.io` v1, v1beta1, v1alpha3).
 
-DestinationRule `trafficPolicy.loadBalancer.localityLbSetting` (also under `portLevelSettings[]` and
-`subsets[].trafficPolicy`): `distribute[].to` sends traffic to the listed localities, `failover[].to`
-to another region, `failoverPriority` anywhere the service runs. Only `distribute` is a control ("any
-locality not present will receive no traffic"); failover is a preference, so its rewrite is a
-`distribute` that keeps the local locality only. The rewrite of a `distribute` drops refused localities
-and scales the remaining weights back to 100.
+Read under `spec.trafficPolicy.loadBalancer`, `portLevelSettings[].loadBalancer` and
+`subsets[].trafficPolicy`:
 
-ServiceEntry `spec.endpoints[]`: an endpoint's `locality` (or its address, when it is the host of a
-known service) says where it is; an address the policy does not know is an unknown destination. The
-rewrite drops refused endpoints; none left is a deny.
+- `localityLbSetting.distribute[]`: clients in the `from` locality are sent to the `to` localities
+  ("any locality not present will receive no traffic"). A DestinationRule configures every proxy its
+  control plane serves, so each entry is a route from each cluster in `from` to each cluster in `to`
+  (not only from the cluster where it is applied): an EU entry of a rule applied in China still sends
+  EU clients' traffic where it says.
+- `localityLbSetting.failover[]` (`from` region -> `to` region) and `failoverPriority`: where traffic
+  fails over. Failover is a preference, not a control.
+- `zoneAwareLbSetting`: the proxy's own region is the first tier and "endpoints in other regions form
+  lower-priority failover tiers" whatever `failover` says, so it reaches every cluster running the
+  service, and each `failover[]` entry is a route from its `from` region to its `to` region.
+
+Only `distribute` keeps traffic in place, so the rewrite of a `distribute` drops refused localities
+(per `from` -> `to` pair) and scales the rest back to 100, each weight at least 1 (istiod's validation:
+weights in [1, 100] summing to 100); a refused failover or zone-aware setting becomes a
+`localityLbSetting` whose `distribute` keeps each client region (the local one and each `from`) in
+itself (only one of distribute/failover/failoverPriority, and only one of localityLbSetting and
+zoneAwareLbSetting, may be set).
 """
 
 from __future__ import annotations
@@ -30,7 +41,6 @@ from policyengine.admission.extract.patch import pointer
 from policyengine.admission.extract.shape import (
     ManifestError,
     describe,
-    name_of,
     namespace_of,
     optional_list,
     optional_map,
@@ -41,6 +51,8 @@ from policyengine.admission.extract.shape import (
 
 GROUP = "networking.istio.io"
 _CLUSTER_DOMAINS = (".svc.cluster.local", ".svc.clusterset.local", ".svc")
+LOCALITY = "localityLbSetting"
+ZONE_AWARE = "zoneAwareLbSetting"
 
 
 def service_for_host(manifest: Mapping[str, Any], ctx: ExtractionContext, host: str) -> str:
@@ -58,16 +70,19 @@ def service_for_host(manifest: Mapping[str, Any], ctx: ExtractionContext, host: 
     return f"{ns}/{name}" if "." not in ns else f"{namespace_of(manifest)}/{host}"
 
 
-def _region_pattern(locality: str) -> str:
+def region_pattern(locality: str) -> str:
     return locality.split("/", 1)[0] + "/*"
 
 
-# --- DestinationRule -----------------------------------------------------------------------------
+def locality_clusters(ctx: ExtractionContext, pattern: str) -> tuple[list[str], bool]:
+    """Non-local clusters a locality pattern matches, and whether it matches any known cluster."""
+    names = list(ctx.directory.clusters_in_locality(pattern))
+    return sorted(c for c in names if c != ctx.cluster), bool(names)
 
 
 @dataclass(frozen=True, slots=True)
 class LbSetting:
-    """One localityLbSetting: its JSON path parts and content."""
+    """One localityLbSetting or zoneAwareLbSetting: its JSON path parts and content."""
 
     parts: tuple[str | int, ...]
     setting: Mapping[str, Any]
@@ -78,6 +93,14 @@ class LbSetting:
         for p in self.parts:
             out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
         return out
+
+    @property
+    def zone_aware(self) -> bool:
+        return self.parts[-1] == ZONE_AWARE
+
+    @property
+    def load_balancer(self) -> tuple[str | int, ...]:
+        return self.parts[:-1]
 
 
 def _lb_settings(manifest: Mapping[str, Any]) -> list[LbSetting]:
@@ -98,17 +121,20 @@ def _lb_settings(manifest: Mapping[str, Any]) -> list[LbSetting]:
         for hparts, holder_raw in holders:
             holder = optional_map(manifest, holder_raw, LbSetting(hparts, {}).path)
             lb = optional_map(manifest, holder.get("loadBalancer"), LbSetting((*hparts, "loadBalancer"), {}).path)
-            sparts = (*hparts, "loadBalancer", "localityLbSetting")
-            setting = optional_map(manifest, lb.get("localityLbSetting"), LbSetting(sparts, {}).path)
-            if setting and setting.get("enabled", True) is not False:
-                out.append(LbSetting(sparts, setting))
+            for key in (LOCALITY, ZONE_AWARE):
+                sparts = (*hparts, "loadBalancer", key)
+                setting = optional_map(manifest, lb.get(key), LbSetting(sparts, {}).path)
+                if setting and setting.get("enabled", True) is not False:
+                    out.append(LbSetting(sparts, setting))
     return out
 
 
-def _distribute(manifest: Mapping[str, Any], s: LbSetting) -> list[tuple[int, Mapping[str, Any]]]:
+def _distribute(manifest: Mapping[str, Any], s: LbSetting) -> list[tuple[int, str | None, Mapping[str, Any]]]:
+    """(index, from, to) of every distribute entry."""
     out = []
     for d, raw in enumerate(optional_list(manifest, s.setting.get("distribute"), f"{s.path}.distribute")):
         entry = optional_map(manifest, raw, f"{s.path}.distribute[{d}]")
+        source = optional_str(manifest, entry.get("from"), f"{s.path}.distribute[{d}].from")
         to = optional_map(manifest, entry.get("to"), f"{s.path}.distribute[{d}].to")
         for locality, weight in to.items():
             if type(weight) is not int or weight < 0:
@@ -117,14 +143,26 @@ def _distribute(manifest: Mapping[str, Any], s: LbSetting) -> list[tuple[int, Ma
                     f'{s.path}.distribute[{d}].to["{locality}"]',
                     f"must be a weight (a whole number >= 0), got {weight!r}",
                 )
-        out.append((d, to))
+        out.append((d, source, to))
     return out
 
 
-def _locality_clusters(ctx: ExtractionContext, pattern: str) -> tuple[list[str], bool]:
-    """Non-local clusters a locality pattern matches, and whether it matches any known cluster."""
-    names = list(ctx.directory.clusters_in_locality(pattern))
-    return sorted(c for c in names if c != ctx.cluster), bool(names)
+def _failover(manifest: Mapping[str, Any], s: LbSetting) -> list[tuple[int, str | None, str]]:
+    out = []
+    for f, raw in enumerate(optional_list(manifest, s.setting.get("failover"), f"{s.path}.failover")):
+        entry = optional_map(manifest, raw, f"{s.path}.failover[{f}]")
+        source = optional_str(manifest, entry.get("from"), f"{s.path}.failover[{f}].from")
+        out.append((f, source, required_str(manifest, entry.get("to"), f"{s.path}.failover[{f}].to")))
+    return out
+
+
+def _sources(ctx: ExtractionContext, pattern: str | None) -> tuple[list[str], bool]:
+    """The clusters whose clients a `from` locality names (all of them, the local one included);
+    the local cluster when there is no `from`."""
+    if not pattern:
+        return [ctx.cluster], True
+    names = sorted(ctx.directory.clusters_in_locality(pattern))
+    return (names, True) if names else ([pattern], False)
 
 
 def _setting_crossings(
@@ -134,29 +172,31 @@ def _setting_crossings(
     where = describe(manifest)
     out: list[tuple[str, Crossing]] = []
 
-    def add(mode: str, far: str, path: str, known: bool = True) -> None:
-        out.append((mode, Crossing(service, ctx.cluster, far, far, f"{where} {path}", path, known)))
+    def add(mode: str, source: str, destination: str, path: str, known: bool = True) -> None:
+        far = destination if source == ctx.cluster else source if destination == ctx.cluster else destination
+        out.append((mode, Crossing(service, source, destination, far, f"{where} {path}", path, known)))
 
-    for d, to in _distribute(manifest, s):
-        for locality in to:
-            path = f'{s.path}.distribute[{d}].to["{locality}"]'
-            clusters, known = _locality_clusters(ctx, str(locality))
-            if not known:
-                add("distribute", str(locality), path, known=False)
-            for c in clusters:
-                add("distribute", c, path)
-    for f, raw in enumerate(optional_list(manifest, s.setting.get("failover"), f"{s.path}.failover")):
-        entry = optional_map(manifest, raw, f"{s.path}.failover[{f}]")
-        region = required_str(manifest, entry.get("to"), f"{s.path}.failover[{f}].to")
-        clusters, known = _locality_clusters(ctx, _region_pattern(region))
-        if not known:
-            add("failover", region, f"{s.path}.failover[{f}].to", known=False)
-        for c in clusters:
-            add("failover", c, f"{s.path}.failover[{f}].to")
+    def pairs(mode: str, source_pattern: str | None, target_pattern: str, path: str, target_name: str) -> None:
+        sources, sources_known = _sources(ctx, source_pattern)
+        targets = sorted(ctx.directory.clusters_in_locality(target_pattern)) or [target_name]
+        targets_known = bool(ctx.directory.clusters_in_locality(target_pattern))
+        for src in sources:
+            for dst in targets:
+                if src != dst:
+                    add(mode, src, dst, path, sources_known and targets_known)
+
+    for d, source, to in _distribute(manifest, s):
+        for locality, weight in to.items():
+            if weight > 0:
+                pairs("distribute", source, str(locality), f'{s.path}.distribute[{d}].to["{locality}"]', str(locality))
+    for f, source, region in _failover(manifest, s):
+        path = f"{s.path}.failover[{f}].to"
+        pairs("failover", region_pattern(source) if source else None, region_pattern(region), path, region)
     priority = optional_list(manifest, s.setting.get("failoverPriority"), f"{s.path}.failoverPriority")
-    if priority:
+    if priority or s.zone_aware:
+        path = f"{s.path}.failoverPriority" if priority else s.path
         for c in ctx.service_clusters(service):
-            add("failover", c, f"{s.path}.failoverPriority")
+            add("failover", ctx.cluster, c, path)
     return out
 
 
@@ -165,122 +205,84 @@ def _dr_service(manifest: Mapping[str, Any], ctx: ExtractionContext) -> str:
 
 
 def extract_destination_rule(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossing]:
-    """Routes from the local cluster to every cluster a locality setting can send traffic to."""
+    """Routes between the clusters a locality setting sends traffic from and to."""
     service = _dr_service(manifest, ctx)
     return [c for s in _lb_settings(manifest) for _, c in _setting_crossings(manifest, ctx, service, s)]
 
 
 def scale_to_100(weights: Mapping[str, int]) -> dict[str, int]:
-    """Weights scaled to sum to 100 (largest remainder); equal shares when they sum to 0."""
-    total = sum(weights.values())
+    """Weights scaled to sum to 100, each at least 1 (largest remainder); equal shares when they sum to 0."""
     keys = list(weights)
+    total = sum(weights.values())
     raw = {k: (weights[k] * 100 / total if total else 100 / len(keys)) for k in keys}
-    out = {k: int(v) for k, v in raw.items()}
-    by_remainder = sorted(keys, key=lambda k: (-(raw[k] - out[k]), keys.index(k)))
-    for k in by_remainder[: 100 - sum(out.values())]:
-        out[k] += 1
+    out = {k: max(1, int(v)) for k, v in raw.items()}
+    by_remainder = sorted(keys, key=lambda k: (-(raw[k] - int(raw[k])), keys.index(k)))
+    i = 0
+    while sum(out.values()) < 100:
+        out[by_remainder[i % len(keys)]] += 1
+        i += 1
+    while sum(out.values()) > 100:
+        largest = max(keys, key=lambda k: (out[k], -keys.index(k)))
+        out[largest] -= 1
     return out
+
+
+def _client_regions(manifest: Mapping[str, Any], ctx: ExtractionContext, s: LbSetting) -> list[str] | None:
+    """The client regions a failover rewrite keeps in place: the local one and each failover `from`."""
+    info = ctx.directory.cluster_info(ctx.cluster)
+    if info is None or not info.locality:
+        return None
+    regions = [info.locality.split("/", 1)[0]]
+    for _, source, _ in _failover(manifest, s):
+        region = source.split("/", 1)[0] if source else ""
+        if region and region not in regions and ctx.directory.clusters_in_locality(region_pattern(region)):
+            regions.append(region)
+    return regions
 
 
 def rewrite_destination_rule(
     manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits
 ) -> RewritePlan | None:
-    """Distribute restricted to permitted localities; refused failover -> distribute to the local locality."""
+    """Distribute restricted to permitted localities; refused failover -> distribute keeping each region."""
     service = _dr_service(manifest, ctx)
     patch: JsonPatch = []
     removed: list[str] = []
     for s in _lb_settings(manifest):
         crossings = _setting_crossings(manifest, ctx, service, s)
-        refused = [c for _, c in crossings if not permits(service, c.far)]
+        refused = [
+            (mode, c) for mode, c in crossings if not (c.known and permits.pair(c.service, c.source, c.destination))
+        ]
         if not refused:
             continue
-        if any(mode == "failover" for mode, c in crossings if c in refused):
-            info = ctx.directory.cluster_info(ctx.cluster)
-            if info is None or not info.locality:
+        if s.zone_aware or any(mode == "failover" for mode, _ in refused):
+            regions = _client_regions(manifest, ctx, s)
+            if regions is None:
                 return None
-            local = f"{info.locality}/*"
-            for key in ("failover", "failoverPriority", "distribute"):
-                if key in s.setting:
-                    patch.append({"op": "remove", "path": pointer(*s.parts, key)})
-            patch.append(
-                {
-                    "op": "add",
-                    "path": pointer(*s.parts, "distribute"),
-                    "value": [{"from": local, "to": {local: 100}}],
-                }
+            value = {"enabled": True, "distribute": [{"from": f"{r}/*", "to": {f"{r}/*": 100}} for r in regions]}
+            if s.zone_aware:
+                patch.append({"op": "remove", "path": pointer(*s.parts)})
+                lb = s.load_balancer
+                patch.append({"op": "add", "path": pointer(*lb, LOCALITY), "value": value})
+            else:
+                patch.append({"op": "replace", "path": pointer(*s.parts), "value": value})
+            removed.append(
+                f"{s.path}: failover replaced by {LOCALITY}.distribute keeping {', '.join(regions)} in place "
+                "(failover is a preference)"
             )
-            removed.append(f"{s.path}: failover replaced by distribute to {local} only (failover is a preference)")
             continue
-        refused_paths = {c.path for c in refused}
-        for d, to in _distribute(manifest, s):
-            kept = {str(k): int(v) for k, v in to.items() if f'{s.path}.distribute[{d}].to["{k}"]' not in refused_paths}
-            if len(kept) == len(to):
+        refused_paths = {c.path for _, c in refused}
+        for d, _source, to in _distribute(manifest, s):
+            path_of = {str(k): f'{s.path}.distribute[{d}].to["{k}"]' for k in to}
+            kept = {str(k): int(v) for k, v in to.items() if int(v) > 0 and path_of[str(k)] not in refused_paths}
+            if not any(path_of[str(k)] in refused_paths for k in to):
                 continue
             if not kept:
                 return None
             patch.append(
-                {
-                    "op": "replace",
-                    "path": pointer(*s.parts, "distribute", d, "to"),
-                    "value": scale_to_100(kept),
-                }
+                {"op": "replace", "path": pointer(*s.parts, "distribute", d, "to"), "value": scale_to_100(kept)}
             )
             removed.extend(f"removed {s.path}.distribute[{d}].to {k}" for k in to if str(k) not in kept)
     return RewritePlan(patch, tuple(removed))
 
 
-# --- ServiceEntry --------------------------------------------------------------------------------
-
-
-def _se_service(manifest: Mapping[str, Any], ctx: ExtractionContext) -> str:
-    hosts = optional_list(manifest, spec_of(manifest).get("hosts"), "spec.hosts")
-    for i, host in enumerate(hosts):
-        known = ctx.directory.service_by_host(required_str(manifest, host, f"spec.hosts[{i}]"))
-        if known:
-            return known
-    return f"{namespace_of(manifest)}/{name_of(manifest)}"
-
-
-def _endpoint_crossings(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[tuple[int, list[Crossing]]]:
-    service = _se_service(manifest, ctx)
-    where = describe(manifest)
-    out = []
-    for i, raw in enumerate(optional_list(manifest, spec_of(manifest).get("endpoints"), "spec.endpoints")):
-        endpoint = optional_map(manifest, raw, f"spec.endpoints[{i}]")
-        locality = optional_str(manifest, endpoint.get("locality"), f"spec.endpoints[{i}].locality")
-        address = optional_str(manifest, endpoint.get("address"), f"spec.endpoints[{i}].address") or ""
-        crossings: list[Crossing] = []
-        if locality:
-            path = f"spec.endpoints[{i}].locality"
-            clusters, known = _locality_clusters(ctx, _region_pattern(locality))
-            far_ends = clusters if known else [locality]
-        else:
-            path = f"spec.endpoints[{i}].address"
-            target = ctx.directory.service_by_host(address) if address else None
-            known = target is not None
-            far_ends = ctx.service_clusters(target) if target else [address or f"endpoint {i}"]
-        crossings = [Crossing(service, ctx.cluster, far, far, f"{where} {path}", path, known) for far in far_ends]
-        out.append((i, crossings))
-    return out
-
-
-def extract_service_entry(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossing]:
-    """Routes from the local cluster to where each endpoint is."""
-    return [c for _, crossings in _endpoint_crossings(manifest, ctx) for c in crossings]
-
-
-def rewrite_service_entry(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits) -> RewritePlan | None:
-    """Drop refused endpoints; None when none is left."""
-    endpoints = _endpoint_crossings(manifest, ctx)
-    dropped = [(i, cs) for i, cs in endpoints if any(not permits(c.service, c.far) for c in cs)]
-    if not dropped:
-        return RewritePlan()
-    if len(dropped) == len(endpoints):
-        return None
-    patch = [{"op": "remove", "path": pointer("spec", "endpoints", i)} for i, _ in reversed(dropped)]
-    removed = tuple(f"removed spec.endpoints[{i}] ({', '.join(sorted({c.far for c in cs}))})" for i, cs in dropped)
-    return RewritePlan(patch, removed)
-
-
 DESTINATION_RULE = Extractor("istio", extract_destination_rule, rewrite_destination_rule)
-SERVICE_ENTRY = Extractor("istio", extract_service_entry, rewrite_service_entry)
