@@ -123,8 +123,10 @@ def verify_cmd(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> Non
 
 @app.command("export")
 def export_cmd(
-    fmt: str = typer.Option(..., "--format", "-f", help="csv | jsonl | html | pdf | policyreport | openreports"),
-    out_file: Path = typer.Option(..., "--out", "-o", help="File to write; the manifest goes beside it."),
+    fmt: str = typer.Option(
+        ..., "--output", "-o", "--format", "-f", help="Format: csv | jsonl | html | pdf | policyreport | openreports"
+    ),
+    out_file: Path = typer.Option(..., "--out", help="File to write; the manifest goes beside it."),
     since: str | None = typer.Option(None, help="From this UTC date/time (inclusive), e.g. 2025-03-01."),
     until: str | None = typer.Option(None, help="Up to this UTC date/time (exclusive)."),
     regime: str | None = typer.Option(None, help="Only decisions under this regime (GDPR, PIPL, CCPA...)."),

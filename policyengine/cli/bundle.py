@@ -10,14 +10,12 @@ import typer
 from policyengine.bundle import BundleError, build_bundle
 from policyengine.cli.common import PoliciesOption, console, fail, open_policy
 
-app = typer.Typer(
-    help="OPA bundles of the policy (for opa run --bundle, bundle services, OCI).", no_args_is_help=True
-)
+app = typer.Typer(help="OPA bundles of the policy (for opa run --bundle, bundle services, OCI).", no_args_is_help=True)
 
 
 @app.command("build")
 def build_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle file to write (.tar.gz).")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle file to write (.tar.gz).")],
     policies: PoliciesOption = None,
 ) -> None:
     """Build an OPA bundle (.manifest with revision and roots, data.json, the Rego modules)."""

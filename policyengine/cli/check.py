@@ -1,23 +1,26 @@
-"""`policyengine check PATH...`: offline evaluation of manifests, like `conftest test`.
+"""`policyengine check PATH...|-`: offline evaluation of manifests, like `conftest test`.
 
-Reads YAML/JSON files and directories (multi-document too), decides every object that creates a
-cross-cluster route as if it were admitted in `--cluster`, and prints the results as text, JSON, SARIF
-or JUnit. Exit 0 when nothing is denied, 1 when something enforced as `deny` is violated, 2 on bad
-input or usage.
+Reads YAML/JSON files, directories (multi-document too; kustomizations rendered with `kubectl
+kustomize`) and stdin (`-`, e.g. `helm template ... | policyengine check - ...`), decides every object
+of a kind that can create a cross-cluster route as if it were admitted in `--cluster` (objects without
+a namespace in `--namespace`, as `kubectl apply -n`), and prints the results as text, JSON, SARIF or
+JUnit. Files that hold no Kubernetes objects are skipped with a note (`--strict`: an error). Exit 0 when
+nothing decided is denied, 1 when something enforced as `deny` is violated, 2 on bad input or usage.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from policyengine.admission.evaluate import EvaluationContext, evaluate_manifest
 from policyengine.admission.extract import extractors_for
 from policyengine.admission.extract.shape import ManifestError
-from policyengine.admission.manifests import read_manifests
+from policyengine.admission.manifests import STDIN, ManifestDocument, ManifestProblem, read_manifests
 from policyengine.audit import AuditRecord, AuditStoreError
 from policyengine.audit.cli_decisions import record_cli_decisions
 from policyengine.cli.common import (
@@ -27,6 +30,7 @@ from policyengine.cli.common import (
     EngineOption,
     OpaTokenOption,
     OpaUrlOption,
+    OutputOption,
     PoliciesOption,
     console,
     err_console,
@@ -38,6 +42,7 @@ from policyengine.cli.common import (
 from policyengine.cli.formats import (
     FORMATS,
     CheckResult,
+    CheckSummary,
     render_json,
     render_junit,
     render_sarif,
@@ -46,11 +51,44 @@ from policyengine.cli.formats import (
 from policyengine.decide import Decider
 from policyengine.engine import EngineError
 
+DEFAULT_NAMESPACE = "default"
+
+
+def _placed(doc: ManifestDocument, namespace: str | None) -> tuple[ManifestDocument, str, str] | ManifestProblem:
+    """The document as applied with `-n namespace`: (document, namespace decided in, where it came from).
+
+    An object without a namespace gets `--namespace` (else `default`, said so); an object whose own
+    namespace differs from `--namespace` is refused, as `kubectl apply -n` refuses it.
+    """
+    metadata = doc.body.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    own = metadata.get("namespace")
+    if isinstance(own, str) and own:
+        if namespace is not None and own != namespace:
+            return ManifestProblem(
+                doc.file,
+                f"{doc.body.get('kind')} {metadata.get('name')}: its namespace {own!r} does not match "
+                f"--namespace {namespace!r} (as kubectl apply -n refuses it; drop -n or fix the namespace)",
+                doc.line,
+                doc.index,
+            )
+        return doc, own, "object"
+    chosen, source = (namespace, "--namespace") if namespace is not None else (DEFAULT_NAMESPACE, "default")
+    body: dict[str, Any] = {**doc.body, "metadata": {**metadata, "namespace": chosen}}
+    return ManifestDocument(doc.file, doc.index, doc.line, body, doc.rendered), chosen, source
+
 
 def check_command(
-    paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories (YAML or JSON).")],
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories (YAML or JSON); - reads stdin.")],
     cluster: Annotated[str, typer.Option("--cluster", help="The cluster the manifests are applied to.")],
-    output: Annotated[str, typer.Option("--format", "-o", help="text | json | sarif | junit.")] = "text",
+    output: OutputOption = "text",
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Namespace of objects that name none (as kubectl apply -n)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Files that hold no Kubernetes objects are errors, not notes.")
+    ] = False,
     audit: Annotated[
         bool, typer.Option("--audit", help="Record every decision in the audit trail (source cli).")
     ] = False,
@@ -65,26 +103,41 @@ def check_command(
 ) -> None:
     """Decide every cross-cluster route the manifests create, as the admission webhook would."""
     if output not in FORMATS:
-        fail(f"--format {output!r}: choose one of {', '.join(FORMATS)}")
-    missing = [str(p) for p in paths if not p.exists()]
+        fail(f"--output {output!r}: choose one of {', '.join(FORMATS)}")
+    missing = [str(p) for p in paths if p != STDIN and not p.exists()]
     if missing:
         fail(f"no such file or directory: {', '.join(missing)}")
+    if sum(1 for p in paths if p == STDIN) > 1:
+        fail("- (stdin) can be given once")
     policy = open_policy(policies)
     if policy.cluster_info(cluster) is None:
         fail(f"--cluster {cluster!r} is not a cluster of the policy repo (known: {', '.join(policy.cluster_names())})")
     manifests = read_manifests(paths)
-    if manifests.problems:
-        for problem in manifests.problems:
+    placed: list[tuple[ManifestDocument, str, str]] = []
+    problems = list(manifests.problems)
+    for doc in manifests.documents:
+        result = _placed(doc, namespace)
+        if isinstance(result, ManifestProblem):
+            problems.append(result)
+        else:
+            placed.append(result)
+    for skipped in manifests.skipped:
+        if strict:
+            problems.append(ManifestProblem(skipped.file, f"{skipped.reason} (--strict)"))
+        else:
+            err_console.print(f"note: {skipped}", soft_wrap=True, markup=False)
+    if problems:
+        for problem in problems:
             err_console.print(f"[red]{problem}[/]", soft_wrap=True)
-        fail(f"{len(manifests.problems)} manifest problem(s); fix them and retry")
+        fail(f"{len(problems)} manifest problem(s); fix them and retry")
     try:
         decider = Decider(policy, open_engine(engine, opa_url, opa_token))
     except EngineError as exc:
         fail(f"cannot load the policy into the {engine} engine: {exc}")
-    context = EvaluationContext(manifests=manifests.bodies, now=parse_time(at))
+    context = EvaluationContext(manifests=[doc.body for doc, _, _ in placed], now=parse_time(at))
     results: list[CheckResult] = []
     records: list[AuditRecord] = []
-    for doc in manifests.documents:
+    for doc, decided_in, namespace_from in placed:
         if not extractors_for(doc.body):
             continue
         try:
@@ -94,13 +147,14 @@ def check_command(
         metadata = doc.body.get("metadata") or {}
         results.append(
             CheckResult(
-                file=str(doc.file),
+                file=doc.display,
                 api_version=str(doc.body.get("apiVersion", "")),
                 kind=str(doc.body.get("kind", "")),
-                namespace=str(metadata.get("namespace") or ""),
+                namespace=decided_in,
                 name=str(metadata.get("name") or ""),
                 decision=decision,
                 line=doc.line,
+                namespace_from=namespace_from,
             )
         )
         records.append(AuditRecord.for_manifest(decision, doc.body, source="cli", cluster=cluster, user=_user()))
@@ -110,14 +164,15 @@ def check_command(
         except AuditStoreError as exc:
             fail(f"cannot record the decisions in the audit trail: {exc}")
         err_console.print(f"recorded {recorded} decision(s) in the audit trail")
+    summary = CheckSummary(read=len(placed), skipped=tuple(str(s) for s in manifests.skipped))
     if output == "json":
-        print(render_json(results, policy.revision))
+        print(render_json(results, policy.revision, summary))
     elif output == "sarif":
         print(render_sarif(results, policy.revision))
     elif output == "junit":
         print(render_junit(results, policy.revision))
     else:
-        render_text(results, policy.revision, console)
+        render_text(results, policy.revision, console, summary)
     raise typer.Exit(EXIT_VIOLATION if any(r.decision.enforced for r in results) else EXIT_OK)
 
 

@@ -24,7 +24,17 @@ EXIT_USAGE = 2
 
 PoliciesOption = Annotated[
     Path | None,
-    typer.Option("--policies", help="Policy repo directory (default: the bundled policies/).", show_default=False),
+    typer.Option(
+        "--policies",
+        "--policy",
+        "-p",
+        help="Policy repo directory (default: the bundled policies/).",
+        show_default=False,
+    ),
+]
+# The output format, named as conftest names it (-o/--output); --format is kept as an alias.
+OutputOption = Annotated[
+    str, typer.Option("--output", "-o", "--format", help="Output format: text | json | sarif | junit.")
 ]
 EngineOption = Annotated[str, typer.Option("--engine", help=f"Rego engine: {' | '.join(ENGINE_KINDS)}.")]
 OpaUrlOption = Annotated[str | None, typer.Option("--opa-url", help="OPA server URL for --engine opa.")]

@@ -16,8 +16,17 @@ FORMATS = ("text", "json", "sarif", "junit")
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSummary:
+    """What the run read besides the decided objects: every object read, and the files skipped."""
+
+    read: int = 0
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
-    """One object of one file, and its decision."""
+    """One object of one file, and its decision. `namespace` is the namespace it was decided in;
+    `namespace_from` says where that came from: the object, `--namespace`, or `default`."""
 
     file: str
     api_version: str
@@ -26,6 +35,16 @@ class CheckResult:
     name: str
     decision: Decision
     line: int = 1
+    namespace_from: str = "object"
+
+    @property
+    def routes(self) -> int:
+        """How many cross-cluster routes the object creates."""
+        return len(self.decision.extra.get("routes", ()))
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.decision.extra.get("notes", ()))
 
     @property
     def resource(self) -> str:
@@ -42,6 +61,9 @@ class CheckResult:
                 "namespace": self.namespace,
                 "name": self.name,
             },
+            "namespace_from": self.namespace_from,
+            "routes": self.routes,
+            "notes": self.notes,
             "decision": d.outcome.value,
             "enforcement": d.enforcement.value,
             "decision_id": d.decision_id,
@@ -53,35 +75,74 @@ class CheckResult:
         }
 
 
-def render_json(results: list[CheckResult], revision: str) -> str:
-    return json.dumps({"policy_revision": revision, "results": [r.to_json() for r in results]}, indent=2)
+def _counts(results: list[CheckResult], summary: CheckSummary) -> dict[str, int]:
+    routed = [r for r in results if r.routes]
+    return {
+        "read": summary.read,
+        "decided": len(results),
+        "with_routes": len(routed),
+        "allowed": sum(1 for r in routed if r.decision.outcome is Outcome.ALLOW),
+        "rewritten": sum(1 for r in routed if r.decision.outcome is Outcome.REWRITE),
+        "denied": sum(1 for r in routed if r.decision.outcome is Outcome.DENY),
+        "enforced": sum(1 for r in results if r.decision.enforced),
+        "skipped": len(summary.skipped),
+    }
+
+
+def render_json(results: list[CheckResult], revision: str, summary: CheckSummary | None = None) -> str:
+    summary = summary or CheckSummary(read=len(results))
+    doc = {
+        "policy_revision": revision,
+        "summary": _counts(results, summary),
+        "skipped": list(summary.skipped),
+        "results": [r.to_json() for r in results],
+    }
+    return json.dumps(doc, indent=2)
 
 
 _STYLE = {Outcome.ALLOW: "green", Outcome.DENY: "red", Outcome.REWRITE: "yellow"}
 
 
-def render_text(results: list[CheckResult], revision: str, console: Console) -> None:
-    """One line per object (like conftest), then its violations with article, message and remedy."""
+def _namespace_note(r: CheckResult) -> str:
+    if r.namespace_from == "default":
+        return f"  [magenta](no namespace: decided in {r.namespace}; pass -n NAMESPACE)[/]"
+    if r.namespace_from == "--namespace":
+        return f"  (namespace {r.namespace} from -n)"
+    return ""
+
+
+def render_text(
+    results: list[CheckResult], revision: str, console: Console, summary: CheckSummary | None = None
+) -> None:
+    """One line per object with a route or a note (like conftest), then its violations with article,
+    message and remedy; then what was read, decided and skipped."""
+    summary = summary or CheckSummary(read=len(results))
     for r in results:
+        if not r.routes and not r.notes:
+            continue
         d = r.decision
         style = _STYLE[d.outcome] if d.enforced or d.outcome is not Outcome.DENY else "magenta"
         label = d.outcome.value.upper() if d.enforced or d.outcome is not Outcome.DENY else d.enforcement.value.upper()
-        head = f"[bold {style}]{label:<8}[/] {r.file}:{r.line}  {r.resource}"
+        head = f"[bold {style}]{label:<8}[/] {r.file}:{r.line}  {r.resource}{_namespace_note(r)}"
         if d.outcome is Outcome.REWRITE:
             head += f"  [yellow]→ keeps {', '.join(d.permitted_clusters)}[/]"
         console.print(head, soft_wrap=True)
         for v in d.violations:
             console.print(f"         [bold]{v.regime} {v.rule}[/] ({v.article}): {v.message}", soft_wrap=True)
             console.print(f"           [italic]remedy:[/] {v.remedy}", soft_wrap=True)
+        notes = set(r.notes)
         if d.outcome is Outcome.REWRITE:
             for w in d.warnings:
-                console.print(f"           [yellow]rewrite:[/] {w}", soft_wrap=True)
-    counts = {o: sum(1 for r in results if r.decision.outcome is o) for o in Outcome}
-    enforced = sum(1 for r in results if r.decision.enforced)
+                if w not in notes:
+                    console.print(f"           [yellow]rewrite:[/] {w}", soft_wrap=True)
+        for note in r.notes:
+            console.print(f"           [cyan]note:[/] {note}", soft_wrap=True)
+    c = _counts(results, summary)
+    skipped = f"; {c['skipped']} file(s) skipped" if c["skipped"] else ""
     console.print(
-        f"\n{len(results)} object(s) with cross-cluster routes, policy {revision[:19]}: "
-        f"[green]{counts[Outcome.ALLOW]} allowed[/], [yellow]{counts[Outcome.REWRITE]} rewritten[/], "
-        f"[red]{counts[Outcome.DENY]} denied[/] ({enforced} enforced as deny)"
+        f"\n{c['read']} object(s) read, {c['with_routes']} with a cross-cluster route, policy {revision[:19]}: "
+        f"[green]{c['allowed']} allowed[/], [yellow]{c['rewritten']} rewritten[/], "
+        f"[red]{c['denied']} denied[/] ({c['enforced']} enforced as deny){skipped}"
     )
 
 

@@ -81,7 +81,7 @@ def explain_command(
     ] = None,
     opt_out: Annotated[bool, typer.Option("--opt-out", help="The request carries Sec-GPC: 1.")] = False,
     at: Annotated[str | None, typer.Option("--time", help="Decide as of this time (ISO 8601).")] = None,
-    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", "--format", help="text or json.")] = "text",
     policies: PoliciesOption = None,
     engine: EngineOption = "regorus",
     opa_url: OpaUrlOption = None,
@@ -91,7 +91,7 @@ def explain_command(
     if "/" not in service:
         fail(f"--service {service!r} must be NAMESPACE/NAME")
     if output not in ("text", "json"):
-        fail(f"--format {output!r}: choose text or json")
+        fail(f"--output {output!r}: choose text or json")
     decider = _decider(policies, engine, opa_url, opa_token)
     policy = decider.policy
     for flag, cluster in (("--from", source), ("--to", destination)):

@@ -114,9 +114,7 @@ class Classifier:
         data_classes = (
             _comma_list(annotations[DATA_CLASSES])
             if DATA_CLASSES in annotations
-            else next(
-                (tuple(sorted(set(r.data_classes))) for r in matching if r.data_classes is not None), ()
-            )
+            else next((tuple(sorted(set(r.data_classes))) for r in matching if r.data_classes is not None), ())
         )
         subjects = (
             _comma_list(annotations[SUBJECTS])
@@ -159,9 +157,7 @@ class Classifier:
                     '(write the count of individuals, e.g. "50000"); treated as undeclared'
                 )
         if CIIO in annotations and annotations[CIIO].strip().lower() not in ("true", "false"):
-            problems.append(
-                f'annotation {CIIO}={annotations[CIIO]!r} is not "true" or "false"; treated as true'
-            )
+            problems.append(f'annotation {CIIO}={annotations[CIIO]!r} is not "true" or "false"; treated as true')
         if SUBJECTS in annotations:
             for subject in _comma_list(annotations[SUBJECTS]):
                 if not self.geography.known(subject):
