@@ -13,24 +13,22 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from policyengine.admission.extract import REGISTRY
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 OWN = [p for p in ("base", "overlays/postgres")]
 OTHERS = sorted(str(p.relative_to(DEPLOY)) for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
 K8S_VERSION = "1.32"
 CRD_GROUPS = ("cert-manager.io",)
 SA = "system:serviceaccount:policyengine-system:policyengine"
-ROUTING_RULES = {
-    ("", "services"),
-    ("multicluster.x-k8s.io", "serviceexports"),
-    ("flomesh.io", "serviceexports"),
-    ("flomesh.io", "globaltrafficpolicies"),
-    ("multicluster.flomesh.io", "serviceexports"),
-    ("multicluster.flomesh.io", "globaltrafficpolicies"),
-    ("gateway.networking.k8s.io", "httproutes"),
-    ("gateway.networking.k8s.io", "grpcroutes"),
-    ("networking.istio.io", "destinationrules"),
-    ("networking.istio.io", "serviceentries"),
-}
+
+
+def _plural(kind: str) -> str:
+    return kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+
+
+# Every kind an extractor reads (policyengine.admission.extract.REGISTRY), as webhook rule resources.
+ROUTING_RULES = {(group, _plural(kind)) for group, kind in REGISTRY}
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -124,9 +122,7 @@ def test_deployment_is_highly_available_and_locked_down(overlay: str) -> None:
         context = container["securityContext"]
         assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
         assert context["capabilities"]["drop"] == ["ALL"]
-    assert {"--tls-cert=/etc/policyengine/tls/tls.crt", "--policies=/etc/policyengine/policies"} <= set(
-        server["args"]
-    )
+    assert {"--tls-cert=/etc/policyengine/tls/tls.crt", "--policies=/etc/policyengine/policies"} <= set(server["args"])
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "policyengine-tls"
     assert "policy-repo" in volumes

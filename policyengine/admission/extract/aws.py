@@ -29,5 +29,5 @@ IMPORT_REMEDY = (
 
 SERVICE_EXPORT = export_extractor("aws", EXPORT_REMEDY, "every cluster of the VPC Lattice service network")
 SERVICE_IMPORT = import_extractor(
-    "aws", IMPORT_REMEDY, path='metadata.annotations["application-networking.k8s.aws/aws-eks-cluster-name"]'
+    "aws", IMPORT_REMEDY, path="metadata.annotations"
 )

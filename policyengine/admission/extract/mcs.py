@@ -44,8 +44,19 @@ IMPORT_REMEDY = (
 )
 
 
-# Vendor annotations that narrow a ServiceImport to the export of one cluster, by API group.
+# Vendor annotations that narrow a ServiceImport to the export of one cluster, and that name the
+# exported service when it differs from the import's own name, by API group.
 PIN_ANNOTATIONS = {"application-networking.k8s.aws": "application-networking.k8s.aws/aws-eks-cluster-name"}
+EXPORT_NAME_ANNOTATIONS = {"application-networking.k8s.aws": "application-networking.k8s.aws/export-name"}
+
+
+def imported_service(manifest: Mapping[str, Any]) -> str:
+    """The "namespace/name" of the service a ServiceImport imports: its own name, or the exported
+    name a vendor annotation gives (EXPORT_NAME_ANNOTATIONS)."""
+    annotation = EXPORT_NAME_ANNOTATIONS.get(group_of(manifest))
+    exported = metadata_map(manifest, "annotations").get(annotation) if annotation else None
+    name = exported if isinstance(exported, str) and exported else name_of(manifest)
+    return f"{namespace_of(manifest)}/{name}"
 
 
 def status_clusters(manifest: Mapping[str, Any]) -> list[str] | None:
@@ -72,7 +83,7 @@ def import_clusters(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list
     """The non-local clusters whose endpoints a ServiceImport reaches (see the module docstring)."""
     named = status_clusters(manifest)
     if named is None:
-        return ctx.service_clusters(f"{namespace_of(manifest)}/{name_of(manifest)}")
+        return ctx.service_clusters(imported_service(manifest))
     return sorted({c for c in named if c != ctx.cluster})
 
 
@@ -93,7 +104,7 @@ def import_extractor(family: str, remedy: str, path: str = "status.clusters") ->
 
     def extract(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossing]:
         spec_of(manifest)
-        service = f"{namespace_of(manifest)}/{name_of(manifest)}"
+        service = imported_service(manifest)
         via = f"{describe(manifest)} {path} (endpoints imported from every exporting cluster)"
         return [
             Crossing(service, ctx.cluster, c, c, via, path, ctx.directory.cluster_info(c) is not None)
