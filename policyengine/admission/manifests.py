@@ -9,7 +9,7 @@ index and line. What goes wrong is a value, never an exception:
   objects but cannot be read as such;
 - a skipped file (one-line note): a file that is not Kubernetes objects at all (a Helm `Chart.yaml`,
   `values.yaml` or template with `{{ }}`, a `package.json`, an OpenAPI document, any YAML/JSON none of
-  whose documents has `apiVersion` and `kind`); `strict=True` makes these problems.
+  whose documents has `apiVersion` and `kind`, `kind` or `metadata`); `strict=True` makes these problems.
 
 A directory holding a kustomization is rendered with `kubectl kustomize` (kustomize.py) instead of
 being walked: its `namespace:` and patches decide what is applied.
@@ -173,8 +173,12 @@ def _check(file: Path, index: int, line: int, body: Any, out: ManifestSet, rende
 
 
 def _not_kubernetes(documents: list[tuple[int, Any]], text: str) -> str | None:
-    """Why parsed documents are not Kubernetes objects at all, or None when some of them are."""
-    if any(_is_object(body) for _, body in documents):
+    """Why parsed documents are not Kubernetes objects at all, or None when some of them are meant to be
+    (a document with `apiVersion` and `kind`, or with `kind` or `metadata`: a broken object is a problem)."""
+    if any(
+        _is_object(body) or (isinstance(body, Mapping) and ("kind" in body or "metadata" in body))
+        for _, body in documents
+    ):
         return None
     bodies = [body for _, body in documents if body is not None]
     if not bodies:

@@ -56,3 +56,29 @@ def test_case_is_decided_as_annotated(decider: Decider, case: Case) -> None:
     together = [new if b is case.body else b for b in case.together]
     again = evaluate_manifest(new, decider, "eu-1", EvaluationContext(manifests=together, now=NOW))
     assert again.outcome is Outcome.ALLOW, again.violations
+
+
+def rewritten(decider: Decider, name: str) -> dict[str, object]:
+    case = next(c for c in CASES if c.body["metadata"]["name"] == name)
+    decision = evaluate_manifest(case.body, decider, "eu-1", EvaluationContext(manifests=list(case.together), now=NOW))
+    assert decision.outcome is Outcome.REWRITE
+    new: dict[str, object] = jsonpatch.apply_patch(copy.deepcopy(dict(case.body)), list(decision.patch))
+    return new
+
+
+def test_rewrites_keep_the_in_region_part(decider: Decider) -> None:
+    spec = rewritten(decider, "checkout-udp")["spec"]
+    assert spec["rules"][0]["backendRefs"] == [  # type: ignore[index]
+        {"name": "checkout", "port": 53, "weight": 9},
+        {"kind": "Service", "name": "checkout", "port": 53, "weight": 1},
+    ]
+    spec = rewritten(decider, "checkout")["spec"]  # the VirtualService: the clusterset share goes
+    assert spec["http"][0]["route"] == [  # type: ignore[index]
+        {"destination": {"host": "checkout.shop.svc.cluster.local", "port": {"number": 8080}}, "weight": 100}
+    ]
+    spec = rewritten(decider, "checkout-split")["spec"]  # the local checkout is listed already: the mirror goes
+    assert spec["backends"] == [{"service": "checkout", "weight": 50}]  # type: ignore[index]
+    spec = rewritten(decider, "checkout-federated")["spec"]
+    assert spec["backends"] == [{"service": "checkout", "weight": 100}]  # type: ignore[index]
+    spec = rewritten(decider, "checkout-failover")["spec"]
+    assert spec["rules"][0]["backendRefs"][1] == {"kind": "Service", "name": "checkout", "port": 8080, "weight": 50}  # type: ignore[index]

@@ -46,12 +46,22 @@ def test_invalid_yaml_is_a_problem_with_file_and_line(tmp_path: Path) -> None:
 
 def test_documents_without_kind_or_not_a_mapping(tmp_path: Path) -> None:
     f = tmp_path / "m.yaml"
-    f.write_text("metadata: {name: x}\n---\n- a\n- b\n---\napiVersion: v1\n")
+    f.write_text("metadata: {name: x}\n---\n- a\n- b\n---\napiVersion: v1\n---\napiVersion: v1\nkind: Service\n")
     problems = [str(p) for p in read_manifests([f]).problems]
     assert problems == [
         f"{f}:1: document 1: has no apiVersion or kind (add it: every object names its apiVersion and kind)",
         f"{f}:3: document 2: is not a mapping but list (each document must be one Kubernetes object)",
         f"{f}:6: document 3: has no kind (add it: every object names its apiVersion and kind)",
+    ]
+
+
+def test_a_file_without_any_kubernetes_object_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    f = tmp_path / "m.yaml"
+    f.write_text("site_name: x\n---\n- a\n- b\n---\napiVersion: v1\n")
+    read = read_manifests([f])
+    assert read.problems == [] and read.documents == []
+    assert [str(s) for s in read.skipped] == [
+        f"{f}: skipped: no document has apiVersion and kind: not a Kubernetes object"
     ]
 
 

@@ -5,7 +5,8 @@
 Where an endpoint is: its `locality` (the region part, matched against clusters.yaml localities), else
 its `network` (clusters.yaml `network`), else its address when that is the host of a known service
 (services.yaml `hosts`, or a `<svc>.<ns>.svc.clusterset.local` name: every cluster running it); a
-`cluster.local` or short name is a Service of this cluster. An address alone (an IP, a DNS name, a `unix://` socket) is not a cluster: a loopback or socket address
+`cluster.local` or short name is a Service of this cluster. An address alone (an IP, a DNS name, a
+`unix://` socket) is not a cluster: a loopback or socket address
 is local to the calling pod, any other is outside the cluster set as far as the policy knows, and
 neither is a cross-cluster route (a note says so). A ServiceEntry with no endpoints reads its `hosts`
 the same way.
