@@ -64,6 +64,7 @@ def _endpoint_input(end: Endpoint) -> dict[str, Any]:
         "regimes": list(end.data.regimes),
         "data_classes": list(end.data.data_classes),
         "subjects": list(end.data.subjects),
+        "origin": list(end.data.origin),
         "pipl": _pipl(end.data.pipl),
     }
 

@@ -28,6 +28,7 @@ class DataProfile:
     subjects: tuple[str, ...] = ()
     regimes: tuple[str, ...] = ()
     pipl: PiplVolume | None = None
+    origin: tuple[str, ...] = ()  # where the data was collected or generated, when declared
 
     @property
     def regulated(self) -> bool:

@@ -94,9 +94,16 @@ def explain_command(
         fail(f"--output {output!r}: choose text or json")
     decider = _decider(policies, engine, opa_url, opa_token)
     policy = decider.policy
+    # A cluster the repo does not declare is decided too (a deny, rule unknown-cluster): "what if we
+    # route to X" is a question the answer should explain, not refuse.
     for flag, cluster in (("--from", source), ("--to", destination)):
         if policy.cluster_info(cluster) is None:
-            fail(f"{flag} {cluster!r} is not a cluster of the policy repo (known: {', '.join(policy.cluster_names())})")
+            err_console.print(
+                f"note: {flag} {cluster!r} is not declared in policies/clusters.yaml "
+                f"(known: {', '.join(policy.cluster_names())}); deciding it as an unknown cluster",
+                soft_wrap=True,
+                markup=False,
+            )
     namespace, name = service.split("/", 1)
     dest_profile = policy.classify(namespace, name)
     src_profile = None

@@ -1,9 +1,11 @@
 """What data an object holds: annotations first, then the first matching classification rule per field.
 
 `Classifier.classify(namespace, name, labels, annotations)` returns a `DataProfile` whose regimes are
-derived from subjects and data classes: a regime applies when the data holds one of its classes and a
-subject is (or contains, or lies within) one of its subject jurisdictions. EEA and DE both trigger
-GDPR; HK does not trigger PIPL.
+derived from subjects, origin and data classes: a regime applies when the data holds one of its
+classes and a subject is (or contains, or lies within) one of its subject jurisdictions, or when the
+data was collected or generated in one of its `origin` places and holds one of its `origin_classes`
+(or, held by a CIIO, one of its `ciio_origin_classes`): important data of mainland origin falls under
+China's DSL whoever it is about. EEA and DE both trigger GDPR; HK does not trigger PIPL.
 
 Annotation values never raise here: a value that cannot be read is treated the cautious way (an
 unreadable volume is undeclared, an unreadable `ciio` is true) and `annotation_problems()` names it so
@@ -25,6 +27,7 @@ SUBJECTS = ANNOTATION_PREFIX + "subjects"
 PIPL_VOLUME = ANNOTATION_PREFIX + "pipl-volume"
 PIPL_SENSITIVE_VOLUME = ANNOTATION_PREFIX + "pipl-sensitive-volume"
 CIIO = ANNOTATION_PREFIX + "ciio"
+ORIGIN = ANNOTATION_PREFIX + "origin"
 PROFILE_CACHE_SIZE = 8192
 
 
@@ -62,6 +65,9 @@ class Classifier:
         self.geography = geography
         self._regime_subjects = {name: set(geography.expand(r.subjects)) for name, r in regimes.items()}
         self._regime_classes = {name: set(r.data_classes) for name, r in regimes.items()}
+        self._regime_origin = {name: set(geography.expand(r.origin)) for name, r in regimes.items()}
+        self._origin_classes = {name: set(r.origin_classes) for name, r in regimes.items()}
+        self._ciio_origin_classes = {name: set(r.ciio_origin_classes) for name, r in regimes.items()}
         self._profiles: dict[tuple[str, str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], DataProfile] = {}
 
     def _subject_places(self, subject: str) -> set[str]:
@@ -71,19 +77,30 @@ class Classifier:
             places.update(self.geography.ancestors(code))
         return places
 
-    def regimes_for(self, subjects: Iterable[str], data_classes: Iterable[str]) -> tuple[str, ...]:
-        """Sorted names of the regimes that govern data of these classes about these subjects."""
+    def regimes_for(
+        self,
+        subjects: Iterable[str],
+        data_classes: Iterable[str],
+        origin: Iterable[str] = (),
+        ciio: bool = False,
+    ) -> tuple[str, ...]:
+        """Sorted names of the regimes that govern data of these classes about these subjects, collected
+        or generated in `origin` (held by a CIIO when `ciio`)."""
         classes = set(data_classes)
         places: set[str] = set()
         for subject in subjects:
             places.update(self._subject_places(subject))
-        return tuple(
-            sorted(
-                name
-                for name, regime_subjects in self._regime_subjects.items()
-                if classes & self._regime_classes[name] and places & regime_subjects
-            )
-        )
+        origins: set[str] = set()
+        for place in origin:
+            origins.update(self._subject_places(place))
+        governed = set()
+        for name, regime_subjects in self._regime_subjects.items():
+            if classes & self._regime_classes[name] and places & regime_subjects:
+                governed.add(name)
+            by_origin = self._origin_classes[name] | (self._ciio_origin_classes[name] if ciio else set())
+            if classes & by_origin and origins & self._regime_origin[name]:
+                governed.add(name)
+        return tuple(sorted(governed))
 
     def classify(
         self,
@@ -121,13 +138,19 @@ class Classifier:
             if SUBJECTS in annotations
             else next((tuple(sorted(set(r.subjects))) for r in matching if r.subjects is not None), ())
         )
+        origin = (
+            _comma_list(annotations[ORIGIN])
+            if ORIGIN in annotations
+            else next((tuple(sorted(set(r.origin))) for r in matching if r.origin is not None), ())
+        )
         declared = next((r.pipl for r in matching if r.pipl is not None), None)
         pipl = self._pipl(declared, annotations)
         return DataProfile(
             data_classes=data_classes,
             subjects=subjects,
-            regimes=self.regimes_for(subjects, data_classes),
+            regimes=self.regimes_for(subjects, data_classes, origin, ciio=pipl is not None and pipl.ciio),
             pipl=pipl,
+            origin=origin,
         )
 
     @staticmethod
@@ -158,15 +181,15 @@ class Classifier:
                 )
         if CIIO in annotations and annotations[CIIO].strip().lower() not in ("true", "false"):
             problems.append(f'annotation {CIIO}={annotations[CIIO]!r} is not "true" or "false"; treated as true')
-        if SUBJECTS in annotations:
-            for subject in _comma_list(annotations[SUBJECTS]):
-                if not self.geography.known(subject):
+        for key in (SUBJECTS, ORIGIN):
+            for place in _comma_list(annotations.get(key, "")):
+                if not self.geography.known(place):
                     problems.append(
-                        f"annotation {SUBJECTS} names unknown jurisdiction {subject!r} "
+                        f"annotation {key} names unknown jurisdiction {place!r} "
                         "(use an ISO code or group from jurisdictions.yaml, e.g. DE, EEA, US-CA)"
                     )
         if DATA_CLASSES in annotations:
-            known = set().union(*self._regime_classes.values()) if self._regime_classes else set()
+            known = set().union(*self._regime_classes.values(), *self._origin_classes.values())
             for data_class in _comma_list(annotations[DATA_CLASSES]):
                 if data_class not in known:
                     problems.append(

@@ -131,8 +131,10 @@ class LoadedPolicy:
     ) -> DataProfile:
         return self.classifier.classify(namespace, name, labels, annotations)
 
-    def regimes_for(self, subjects: Iterable[str], data_classes: Iterable[str]) -> tuple[str, ...]:
-        return self.classifier.regimes_for(subjects, data_classes)
+    def regimes_for(
+        self, subjects: Iterable[str], data_classes: Iterable[str], origin: Iterable[str] = (), ciio: bool = False
+    ) -> tuple[str, ...]:
+        return self.classifier.regimes_for(subjects, data_classes, origin, ciio)
 
     def annotation_problems(self, annotations: Mapping[str, str]) -> list[str]:
         return self.classifier.annotation_problems(annotations)

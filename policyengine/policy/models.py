@@ -186,6 +186,15 @@ class Regime(_Strict):
     home: list[str] = Field([], description="where the data may always go (jurisdictions or groups)")
     localisation: bool = Field(True, description="false when the regime looks at recipients, not places")
     adequacy: list[Adequacy] = []
+    origin: list[str] = Field(
+        [], description="where data collected or generated falls under it whatever its subjects (DSL, CSL)"
+    )
+    origin_classes: list[str] = Field(
+        [], description="data classes it governs by origin alone (important data: DSL Art. 31)"
+    )
+    ciio_origin_classes: list[str] = Field(
+        [], description="data classes it governs by origin when a CIIO holds them (CSL Art. 37)"
+    )
     mechanisms: list[MechanismType] = Field([], description="transfer types that count for this regime")
     thresholds: PiplThresholds | None = None
     articles: dict[str, str] = Field({}, description="article cited per rule kind (transfer, adequacy, ...)")
@@ -225,6 +234,9 @@ class Classification(_Strict):
     match: Selector = Selector()
     data_classes: list[str] | None = None
     subjects: list[str] | None = None
+    origin: list[str] | None = Field(
+        None, description="where the data was collected or generated (jurisdictions or groups)"
+    )
     pipl: PiplDeclaration | None = None
 
 

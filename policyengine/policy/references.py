@@ -242,7 +242,7 @@ def _check_regimes(source: SourceFile, known: _Known, findings: Findings, today:
             "warning",
         )
     for name, regime in model.regimes.items():
-        for field in ("subjects", "home"):
+        for field in ("subjects", "home", "origin"):
             for k, place in enumerate(getattr(regime, field)):
                 _unknown_place(
                     source,
@@ -287,15 +287,16 @@ def _check_classifications(source: SourceFile, regimes: SourceFile, known: _Know
     _duplicates(source, "classifications", [c.name for c in rules], "classification", findings)
     classes = _regime_classes(regimes)
     for i, rule in enumerate(rules):
-        for k, subject in enumerate(rule.subjects or []):
-            _unknown_place(
-                source,
-                source.item_line("classifications", i, "subjects", k),
-                f"classification {rule.name!r} subjects",
-                subject,
-                findings,
-                known,
-            )
+        for field in ("subjects", "origin"):
+            for k, place in enumerate(getattr(rule, field) or []):
+                _unknown_place(
+                    source,
+                    source.item_line("classifications", i, field, k),
+                    f"classification {rule.name!r} {field}",
+                    place,
+                    findings,
+                    known,
+                )
         for k, data_class in enumerate(rule.data_classes or []):
             if classes is not None and data_class not in classes:
                 findings.add(

@@ -2,6 +2,9 @@
 # clusters the business runs is not a disclosure; personal information of California consumers may go
 # to another entity only when its role (service provider, contractor, third party) and its contract are
 # recorded; a third party receives a sale/share, refused when the request carries an opt-out (Sec-GPC: 1).
+# A transfer recorded for this service and destination (ccpa_service_provider, ccpa_contractor,
+# ccpa_third_party in policies/transfers.yaml) is that recipient's role and contract for this service,
+# whatever role entities.yaml gives the entity for others (11 CCR 7051, 7053: the contract is per purpose).
 package policyengine.ccpa
 
 regime := data.policyengine.lib.policy.regimes.CCPA
@@ -18,9 +21,31 @@ own := {c | some c, f in facts; f.own}
 # A contract on record: the entity's own (unexpired) or a transfer for this service and destination.
 contracted := {c | some c, f in facts; f.contract_until >= data.policyengine.lib.today} | data.policyengine.lib.covered(regime.mechanisms)
 
-sold_after_opt_out := {c | opted_out; some c, f in facts; f.role == "third_party"}
+transfer_roles := {"ccpa_service_provider": "service_provider", "ccpa_contractor": "contractor", "ccpa_third_party": "third_party"}
 
-recipients := {c | some c, f in facts; f.role in roles}
+# Roles an unexpired transfer records for this service, by destination cluster.
+recorded_roles := {c: rs |
+	some [_, c] in data.policyengine.lib.valid_cover
+	rs := {transfer_roles[t] | some [t, c2] in data.policyengine.lib.valid_cover; c2 == c; transfer_roles[t]}
+	count(rs) > 0
+}
+
+# One role per destination: a recorded one (a third party when any record says so, the cautious reading
+# for an opt-out), else the entity's.
+strictest(rs) := "third_party" if "third_party" in rs
+
+else := "contractor" if "contractor" in rs
+
+else := "service_provider"
+
+role_of := object.union(
+	{c: f.role | some c, f in facts; f.role != null},
+	{c: strictest(rs) | some c, rs in recorded_roles},
+)
+
+sold_after_opt_out := {c | opted_out; some c, r in role_of; r == "third_party"}
+
+recipients := {c | some c, r in role_of; r in roles}
 
 permitted := own | ((recipients & contracted) - sold_after_opt_out)
 
@@ -35,7 +60,7 @@ problems[c] := v if {
 		"rule": "ccpa-opt-out",
 		"article": data.policyengine.lib.article("CCPA", "opt_out", "Cal. Civ. Code 1798.120, 1798.135"),
 		"message": sprintf("%s %s, a third party (a sale or share), and the request carries an opt-out (Sec-GPC: 1)", [discloses, data.policyengine.lib.policy.clusters[c].entity]),
-		"remedy": sprintf("honour the opt-out: route to %s", [permitted_text]),
+		"remedy": sprintf("honour the opt-out: %s", [data.policyengine.keep_text("the business's own clusters (none is declared)")]),
 	}
 }
 
@@ -46,10 +71,7 @@ problems[c] := v if {
 		"rule": "ccpa-recipient-contract",
 		"article": data.policyengine.lib.article("CCPA", "contract", "Cal. Civ. Code 1798.100(d)"),
 		"message": sprintf("%s %s, whose CCPA role and contract are not recorded (or the contract expired)", [discloses, data.policyengine.lib.policy.clusters[c].entity]),
-		"remedy": sprintf("record the role and contract of %s in policies/entities.yaml or policies/transfers.yaml, or route to %s", [data.policyengine.lib.policy.clusters[c].entity, permitted_text]),
+		"remedy": sprintf("record the role and contract of %s in policies/entities.yaml or policies/transfers.yaml; or %s", [data.policyengine.lib.policy.clusters[c].entity, data.policyengine.keep_text("the business's own clusters (none is declared)")]),
 	}
 }
 
-permitted_text := data.policyengine.lib.join_clusters(data.policyengine.permitted_clusters) if {
-	count(data.policyengine.permitted_clusters) > 0
-} else := "the business's own clusters (none is declared)"

@@ -26,9 +26,10 @@ test_service_provider_contract_expired if {
 }
 
 test_recipient_without_role_denied if {
-	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "partner-1", t.ccpa)
+	# shop/ledger has no transfer on record (OPA merges a `with` over data objects, so the test uses a
+	# service without records instead of blanking the transfers).
+	d := data.policyengine.decision with input as t.route("shop/ledger", "us-ca-1", t.none, "partner-1", t.ccpa)
 		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
-		with data.policyengine.policy.index.transfers as {}
 	t.rules(d) == {"ccpa-recipient-contract"}
 }
 
@@ -58,4 +59,39 @@ test_opt_out_removes_third_party_from_permitted if {
 test_unregulated_data_may_go_to_third_party if {
 	d := data.policyengine.decision with input as t.opted_out(t.route("shop/catalog", "us-ca-1", t.none, "ads-1", t.none))
 	d.allowed
+}
+
+test_recorded_transfer_is_the_role_of_an_entity_without_one if {
+	# partner-1's entity has no CCPA role; a ccpa_service_provider transfer for this service records one.
+	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "partner-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
+		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2027-06-30", ["partner-1"])]}
+	d.allowed
+}
+
+test_recorded_transfer_counts_only_for_its_service if {
+	d := data.policyengine.decision with input as t.route("shop/ledger", "us-ca-1", t.none, "partner-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
+		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2027-06-30", ["partner-1"])]}
+	t.rules(d) == {"ccpa-recipient-contract"}
+}
+
+test_recorded_contractor_role_overrides_the_entity_third_party_role if {
+	# adnet is a third party (entities.yaml), but a contractor for shop/orders (ccpa-contractor-orders-adnet):
+	# handing it orders data is no sale, so an opt-out does not refuse it.
+	d := data.policyengine.decision with input as t.opted_out(t.route("shop/orders", "us-ca-1", t.none, "ads-1", t.ccpa))
+	d.allowed
+}
+
+test_recorded_third_party_role_is_refused_after_opt_out if {
+	d := data.policyengine.decision with input as t.opted_out(t.route("shop/ledger", "us-ca-1", t.none, "partner-1", t.ccpa))
+		with data.policyengine.policy.index.transfers as {"shop/ledger": [t.transfer("tp-1", "ccpa_third_party", "2027-06-30", ["partner-1"])]}
+	t.rules(d) == {"ccpa-opt-out"}
+}
+
+test_expired_recorded_transfer_is_no_role if {
+	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "partner-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
+		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2026-01-31", ["partner-1"])]}
+	t.rules(d) == {"ccpa-recipient-contract"}
 }

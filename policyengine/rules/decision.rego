@@ -52,6 +52,21 @@ permitted_by := {r: permitted_set(r) | some r in data.policyengine.lib.regimes}
 
 permitted_clusters := sort(intersection({s | some s in permitted_by} | {data.policyengine.lib.all_clusters}))
 
+# Where a remedy tells the data to stay: the clusters every regime of the route permits; when no
+# cluster satisfies them all at once (GDPR and PIPL data between the mainland and Hong Kong), it says
+# so, naming what each regime permits; `fallback` names the regime's home when nothing is declared.
+keep_text(fallback) := sprintf("keep the route to %s", [data.policyengine.lib.join_clusters(permitted_clusters)]) if {
+	count(permitted_clusters) > 0
+} else := conflict_text if {
+	count(regimes) > 1
+} else := sprintf("keep the route to %s", [fallback])
+
+conflict_text := sprintf("no declared cluster satisfies %s at once (%s): keep the data of each regime in a service of its own", [concat(" and ", regimes), concat("; ", [sprintf("%s permits %s", [r, permits_text(permitted_by[r])]) | some r in regimes])])
+
+permits_text(clusters) := data.policyengine.lib.join_clusters(clusters) if count(clusters) > 0
+
+else := "no declared cluster"
+
 # Enforcement: the first rule of policies/enforcement.yaml matching regime and namespace, else the
 # repo default. The index lists, per regime, the action of each namespace a rule names exactly and the
 # wildcard/prefix rules in order for any other namespace (policyengine/policy/index.py).
@@ -87,7 +102,7 @@ unknown_cluster_violations contains v if {
 		"rule": "unknown-cluster",
 		"article": "policyengine: only the policy repo says where a cluster is",
 		"message": sprintf("%s: the route %s -> %s for %s involves cluster %q, which policies/clusters.yaml does not declare, so where it runs is unknown", [r, data.policyengine.lib.source_text, data.policyengine.lib.destination_text, data.policyengine.lib.service, c]),
-		"remedy": sprintf("declare %q with its region and entity in policies/clusters.yaml, or route to %s", [c, data.policyengine.lib.join_clusters(permitted_clusters)]),
+		"remedy": sprintf("declare %q with its region and entity in policies/clusters.yaml; or %s", [c, keep_text("a declared cluster")]),
 		"cluster": c,
 		"enforcement": action_of[r],
 	}

@@ -73,3 +73,24 @@ test_decision_shape if {
 	d := data.policyengine.decision with input as t.route("shop/catalog", "eu-1", t.none, "eu-2", t.none)
 	object.keys(d) == {"allowed", "violations", "permitted_clusters", "enforcement", "regimes"}
 }
+
+test_no_cluster_satisfying_every_regime_is_said_so if {
+	# Personal data of EEA and mainland subjects, from the mainland to Hong Kong: GDPR permits the EEA
+	# (and adequacy destinations), PIPL the mainland: no declared cluster satisfies both.
+	both := {"regimes": ["GDPR", "PIPL"], "data_classes": ["personal"], "subjects": ["CN", "EEA"], "pipl": {"volume": 250000, "sensitive_volume": 0, "ciio": false}}
+	d := data.policyengine.decision with input as t.route("shop/loyalty", "cn-1", t.none, "hk-1", both)
+	d.permitted_clusters == []
+	t.regimes_hit(d) == {"GDPR", "PIPL"}
+	every v in d.violations {
+		contains(v.remedy, "no declared cluster satisfies GDPR and PIPL at once")
+		not contains(v.remedy, "none is declared")
+	}
+	some v in d.violations
+	contains(v.remedy, "GDPR permits eu-1, eu-2, partner-1; PIPL permits cn-1")
+}
+
+test_one_regime_keeps_its_own_remedy if {
+	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "cn-1", t.gdpr)
+	some v in d.violations
+	startswith(v.remedy, "keep the route to eu-1, eu-2, partner-1; or record")
+}

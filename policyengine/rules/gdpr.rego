@@ -31,7 +31,7 @@ problems[c] := v if {
 		"rule": "gdpr-mechanism-expired",
 		"article": data.policyengine.lib.article("GDPR", "mechanism", "GDPR Art. 46-47, 49"),
 		"message": sprintf("%s %s, and the %s %q recorded for it expired on %s", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, t.type, t.id, t.expires]),
-		"remedy": sprintf("renew %s %q in policies/transfers.yaml, or keep the route to %s", [t.type, t.id, permitted_text]),
+		"remedy": sprintf("renew %s %q in policies/transfers.yaml; or %s", [t.type, t.id, keep]),
 	}
 }
 
@@ -42,9 +42,9 @@ problems[c] := v if {
 	cond != null
 	v := {
 		"rule": "gdpr-adequacy-condition",
-		"article": data.policyengine.lib.article("GDPR", "adequacy", "GDPR Art. 45"),
+		"article": data.policyengine.lib.article("GDPR", "adequacy", "GDPR Art. 44-45"),
 		"message": sprintf("%s %s, whose adequacy decision %s, and %s (which runs %s) is not", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, object.get(condition_text, cond, cond), data.policyengine.lib.policy.clusters[c].entity, c]),
-		"remedy": sprintf("keep the route to %s, or record an SCC for %s to %s in policies/transfers.yaml", [permitted_text, data.policyengine.lib.service, c]),
+		"remedy": sprintf("%s; or record an SCC for %s to %s in policies/transfers.yaml", [keep, data.policyengine.lib.service, c]),
 	}
 }
 
@@ -56,10 +56,8 @@ problems[c] := v if {
 		"rule": "gdpr-transfer",
 		"article": data.policyengine.lib.article("GDPR", "transfer", "GDPR Art. 44-46"),
 		"message": sprintf("%s %s, outside the EEA, with no adequacy decision and no transfer mechanism recorded", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction]),
-		"remedy": sprintf("keep the route to %s, or record an SCC or BCR for %s to %s in policies/transfers.yaml", [permitted_text, data.policyengine.lib.service, c]),
+		"remedy": sprintf("%s; or record an SCC or BCR for %s to %s in policies/transfers.yaml", [keep, data.policyengine.lib.service, c]),
 	}
 }
 
-permitted_text := data.policyengine.lib.join_clusters(data.policyengine.permitted_clusters) if {
-	count(data.policyengine.permitted_clusters) > 0
-} else := "clusters in the EEA (none is declared)"
+keep := data.policyengine.keep_text("clusters in the EEA (none is declared)")

@@ -24,7 +24,14 @@ test_us_not_dpf_is_adequacy_condition if {
 	d := data.policyengine.decision with input as t.route("shop/orders", "eu-1", t.none, "us-1", t.gdpr)
 	t.rules(d) == {"gdpr-adequacy-condition"}
 	some v in d.violations
-	v.article == "GDPR Art. 45"
+	v.article == "GDPR Art. 44-45"
+}
+
+test_adequacy_condition_cites_art_44_45_without_a_repo_article if {
+	d := data.policyengine.decision with input as t.route("shop/orders", "eu-1", t.none, "us-1", t.gdpr)
+		with data.policyengine.policy.regimes.GDPR.articles as {}
+	some v in d.violations
+	v.article == "GDPR Art. 44-45"
 }
 
 test_us_dpf_certified_partner_allowed if {

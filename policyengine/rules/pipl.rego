@@ -5,6 +5,10 @@
 #   contract    up to 1,000,000 non-sensitive or fewer than 10,000 sensitive: standard contract,
 #               certification (or an assessment); a service that declares no volume gets no exemption;
 #   assessment  more than that, any important data, or a CIIO service: a passed CAC security assessment.
+# Important data of mainland origin needs the assessment whether or not it is personal (DSL Art. 31,
+# CAC Order No. 16 Art. 7), and so does what a CIIO collects in the mainland (CSL Art. 37): Python
+# classifies such data as PIPL by its `origin` (regimes.yaml origin_classes, ciio_origin_classes), and
+# the messages then speak of data of mainland origin instead of mainland subjects.
 package policyengine.pipl
 
 regime := data.policyengine.policy.regimes.PIPL
@@ -78,11 +82,28 @@ needs := "a passed, unexpired CAC security assessment" if tier == "assessment"
 
 else := "a filed PIPL standard contract, a PIPL certification or a CAC security assessment"
 
+# Whether the data is PIPL's for its subjects (personal information of mainland subjects), or only for
+# where it was collected or generated.
+by_subjects if {
+	some e in pipl_ends
+	some s in object.get(e, "subjects", [])
+	s in regime.subjects
+}
+
 tier_article := data.policyengine.lib.article("PIPL", "assessment", "PIPL Art. 40; CSL Art. 37; DSL Art. 31; CAC Order No. 16 Art. 7") if {
+	tier == "assessment"
+	by_subjects
+} else := data.policyengine.lib.article("PIPL", "important", "DSL Art. 31; CSL Art. 37; CAC Order No. 16 Art. 7") if {
 	tier == "assessment"
 } else := data.policyengine.lib.article("PIPL", "transfer", "PIPL Art. 38-39")
 
-moves := sprintf("PIPL: %s holds personal information of mainland China subjects; the route %s -> %s provides it outside the mainland", [data.policyengine.lib.service, data.policyengine.lib.source_text, data.policyengine.lib.destination_text])
+held := "personal information of mainland China subjects" if by_subjects
+
+else := "important data of mainland origin" if "important" in classes
+
+else := "data a critical information infrastructure operator collected in the mainland"
+
+moves := sprintf("PIPL: %s holds %s; the route %s -> %s provides it outside the mainland", [data.policyengine.lib.service, held, data.policyengine.lib.source_text, data.policyengine.lib.destination_text])
 
 refused := {c | some c in data.policyengine.lib.known_ends; not c in permitted}
 
@@ -95,7 +116,7 @@ problems[c] := v if {
 		"rule": "pipl-mechanism-expired",
 		"article": tier_article,
 		"message": sprintf("%s (%s), and the %s %q recorded for it expired on %s", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, t.type, t.id, t.expires]),
-		"remedy": sprintf("renew %s %q in policies/transfers.yaml, or keep the route to %s", [t.type, t.id, permitted_text]),
+		"remedy": sprintf("renew %s %q in policies/transfers.yaml; or %s", [t.type, t.id, data.policyengine.keep_text("clusters in mainland China (none is declared)")]),
 	}
 }
 
@@ -106,10 +127,6 @@ problems[c] := v if {
 		"rule": sprintf("pipl-%s-required", [tier]),
 		"article": tier_article,
 		"message": sprintf("%s (%s), which needs %s because %s; none is recorded", [moves, data.policyengine.lib.policy.clusters[c].jurisdiction, needs, reasons]),
-		"remedy": sprintf("keep the route to %s, or record %s for %s to %s in policies/transfers.yaml", [permitted_text, needs, data.policyengine.lib.service, c]),
+		"remedy": sprintf("%s; or record %s for %s to %s in policies/transfers.yaml", [data.policyengine.keep_text("clusters in mainland China (none is declared)"), needs, data.policyengine.lib.service, c]),
 	}
 }
-
-permitted_text := data.policyengine.lib.join_clusters(data.policyengine.permitted_clusters) if {
-	count(data.policyengine.permitted_clusters) > 0
-} else := "clusters in mainland China (none is declared)"

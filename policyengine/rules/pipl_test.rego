@@ -109,3 +109,37 @@ test_message_names_regions_and_volume if {
 	contains(v.message, "cn-1 (aws/cn-north-1, CN)")
 	contains(v.message, "250000")
 }
+
+# Important data of mainland origin about no person (DSL Art. 31, CAC Order No. 16 Art. 7).
+important := {"regimes": ["PIPL"], "data_classes": ["important"], "subjects": [], "origin": ["CN"], "pipl": null}
+
+test_important_data_without_personal_subjects_needs_an_assessment if {
+	d := data.policyengine.decision with input as t.route("logistics/routes", "cn-1", t.none, "eu-1", important)
+	t.rules(d) == {"pipl-assessment-required"}
+	some v in d.violations
+	v.article == "DSL Art. 31; CSL Art. 37; CAC Order No. 16 Art. 7"
+	contains(v.message, "important data of mainland origin")
+	not contains(v.message, "subjects")
+	contains(v.remedy, "CAC security assessment")
+}
+
+test_important_data_under_an_assessment_may_leave if {
+	# cac-assessment-logistics-hk1 covers logistics/manifests to hk-1 until 2028-03-31.
+	d := data.policyengine.decision with input as t.route("logistics/manifests", "cn-1", t.none, "hk-1", important)
+	d.allowed
+}
+
+test_important_data_a_standard_contract_does_not_cover if {
+	d := data.policyengine.decision with input as t.route("logistics/manifests", "cn-1", t.none, "hk-1", important)
+		with data.policyengine.policy.index.transfers as {"logistics/manifests": [t.transfer("sc-1", "pipl_standard_contract", "2028-03-31", ["hk-1"])]}
+	t.rules(d) == {"pipl-assessment-required"}
+}
+
+test_ciio_held_data_of_mainland_origin_needs_an_assessment if {
+	ciio := {"regimes": ["PIPL"], "data_classes": ["personal"], "subjects": [], "origin": ["CN"], "pipl": {"volume": 10, "sensitive_volume": 0, "ciio": true}}
+	d := data.policyengine.decision with input as t.route("grid/telemetry", "cn-1", t.none, "hk-1", ciio)
+	t.rules(d) == {"pipl-assessment-required"}
+	some v in d.violations
+	contains(v.message, "critical information infrastructure operator collected in the mainland")
+	contains(v.remedy, "CAC security assessment")
+}

@@ -142,7 +142,7 @@ def test_regimes_compile_as_rego_expects() -> None:
     )
     assert gdpr["articles"] == {
         "transfer": "GDPR Art. 44-46",
-        "adequacy": "GDPR Art. 45",
+        "adequacy": "GDPR Art. 44-45",
         "mechanism": "GDPR Art. 46-47, 49",
     }
     assert gdpr["mechanisms"] == sorted(gdpr["mechanisms"]) and "scc" in gdpr["mechanisms"]

@@ -116,8 +116,20 @@ def test_explain_json_and_refusal_exit_code() -> None:
     assert [e["role"] for e in doc["steps"]["ends"]] == ["source", "destination"]
 
 
-def test_explain_rejects_unknown_clusters_and_bad_service() -> None:
-    unknown = run("explain", "--service", "shop/checkout", "--from", "eu-1", "--to", "mars-1")
-    assert unknown.returncode == 2 and "mars-1" in unknown.stderr
+def test_explain_decides_a_route_to_or_from_an_undeclared_cluster() -> None:
+    """ "What if we route to mars-1" is answered: a deny by rule unknown-cluster, not a usage error."""
+    to = run("explain", "--service", "shop/profile", "--from", "cn-1", "--to", "mars-1", "-o", "json")
+    assert to.returncode == 1, to.stderr  # enforced deny
+    doc = json.loads(to.stdout)
+    assert doc["decision"]["outcome"] == "deny"
+    assert {v["rule"] for v in doc["decision"]["violations"]} == {"unknown-cluster"}
+    assert {"role": "destination", "cluster": "mars-1", "known": False} in doc["steps"]["ends"]
+    assert "not declared in policies/clusters.yaml" in to.stderr
+    source = run("explain", "--service", "shop/catalog", "--from", "moon-1", "--to", "eu-1")
+    assert source.returncode == 1 and "moon-1 — unknown cluster" in source.stdout
+    assert "unknown-cluster" in source.stdout
+
+
+def test_explain_rejects_a_bad_service() -> None:
     bad = run("explain", "--service", "checkout", "--from", "eu-1", "--to", "eu-2")
     assert bad.returncode == 2 and "NAMESPACE/NAME" in bad.stderr

@@ -27,6 +27,10 @@ def test_scenario(decider: Decider, scenario: Scenario) -> None:
         assert decision.enforcement.value == expect["enforcement"]
     if "permitted" in expect:
         assert list(decision.permitted_clusters) == expect["permitted"]
+    if "articles" in expect:
+        assert sorted({v.article for v in decision.violations}) == sorted(expect["articles"])
+    if "remedy" in expect:
+        assert all(expect["remedy"] in v.remedy for v in decision.violations), decision.violations
     for violation in decision.violations:
         assert violation.article and violation.remedy and violation.message
         assert violation.cluster in (scenario.source, scenario.destination)

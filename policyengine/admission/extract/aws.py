@@ -28,6 +28,4 @@ IMPORT_REMEDY = (
 )
 
 SERVICE_EXPORT = export_extractor("aws", EXPORT_REMEDY, "every cluster of the VPC Lattice service network")
-SERVICE_IMPORT = import_extractor(
-    "aws", IMPORT_REMEDY, path="metadata.annotations"
-)
+SERVICE_IMPORT = import_extractor("aws", IMPORT_REMEDY, path="metadata.annotations")
