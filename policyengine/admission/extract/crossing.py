@@ -89,6 +89,11 @@ class ExtractionContext:
         """Every known cluster except the local one, sorted."""
         return sorted(c for c in self.directory.cluster_names() if c != self.cluster)
 
+    def runs_here(self, service: str) -> bool:
+        """Whether `service` runs in the local cluster (services.yaml; an unknown service may)."""
+        info = self.directory.service(service)
+        return info is None or self.cluster in info.clusters
+
     def service_clusters(self, service: str) -> list[str]:
         """Clusters that run `service` per services.yaml, else every known cluster; local excluded."""
         info = self.directory.service(service)

@@ -154,11 +154,6 @@ def _targets(
     return out
 
 
-def _runs_locally(ctx: ExtractionContext, service: str) -> bool:
-    info = ctx.directory.service(service)
-    return info is None or ctx.cluster in info.clusters
-
-
 def _single_port(objects: Sequence[Mapping[str, Any]], name: str, namespace: str) -> int | None:
     """The port of the one object named name/namespace whose spec.ports has exactly one entry."""
     for obj in objects:
@@ -215,7 +210,7 @@ def _replacement(
     manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits, ref: BackendRef, target: BackendTarget
 ) -> dict[str, Any] | None:
     """The local Service ref that replaces a refused one, or None when no valid one exists."""
-    if not (permits(target.service, ctx.cluster) and _runs_locally(ctx, target.service)):
+    if not (permits(target.service, ctx.cluster) and ctx.runs_here(target.service)):
         return None
     port = _port(ctx, ref, target)
     if port is None:

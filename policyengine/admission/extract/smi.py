@@ -98,11 +98,6 @@ def extract(manifest: Mapping[str, Any], ctx: ExtractionContext) -> list[Crossin
     ]
 
 
-def _runs_locally(ctx: ExtractionContext, service: str) -> bool:
-    info = ctx.directory.service(service)
-    return info is None or ctx.cluster in info.clusters
-
-
 def rewrite(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permits) -> RewritePlan | None:
     """Replace refused mirror backends by the local service, or drop them; None when none is left."""
     backends = _backends(manifest, ctx)
@@ -118,7 +113,7 @@ def rewrite(manifest: Mapping[str, Any], ctx: ExtractionContext, permits: Permit
     for b in refused:
         assert b.service is not None
         local = b.service.partition("/")[2]
-        if permits(b.service, ctx.cluster) and _runs_locally(ctx, b.service) and local not in names:
+        if permits(b.service, ctx.cluster) and ctx.runs_here(b.service) and local not in names:
             replaced[b.index] = local
             names.add(local)
     dropped = {b.index for b in refused if b.index not in replaced}
