@@ -148,7 +148,11 @@ class OpaState:
     def put_policy(self, module_id: str, source: str) -> None:
         with self.lock:
             package = _package_path(source)
-            if self.bundle_roots and module_id not in self.bundle_modules and _owned(package, self.bundle_roots):
+            if (
+                self.bundle_roots
+                and module_id not in self.bundle_modules
+                and _owned(package, self.bundle_roots)
+            ):
                 raise ApiError(400, "invalid_parameter", f"path {'/'.join(package)} is owned by bundle")
             modules = dict(self.modules)
             modules[module_id] = source
@@ -218,17 +222,23 @@ class OpaState:
                         if op.get("op") == "add" and isinstance(parent, dict):
                             parent[segment] = {}
                         else:
-                            raise ApiError(404, "resource_not_found", f"storage_not_found_error: {'/'.join(path)}")
+                            raise ApiError(
+                                404, "resource_not_found", f"storage_not_found_error: {'/'.join(path)}"
+                            )
                     parent = parent[segment]
                 key = path[-1]
                 kind = op.get("op")
                 if kind in ("add", "replace"):
                     if kind == "replace" and key not in parent:
-                        raise ApiError(404, "resource_not_found", f"storage_not_found_error: {'/'.join(path)}")
+                        raise ApiError(
+                            404, "resource_not_found", f"storage_not_found_error: {'/'.join(path)}"
+                        )
                     parent[key] = op.get("value")
                 elif kind == "remove":
                     if key not in parent:
-                        raise ApiError(404, "resource_not_found", f"storage_not_found_error: {'/'.join(path)}")
+                        raise ApiError(
+                            404, "resource_not_found", f"storage_not_found_error: {'/'.join(path)}"
+                        )
                     del parent[key]
                 else:
                     raise ApiError(400, "invalid_parameter", f"bad patch operation {kind!r}")
@@ -410,7 +420,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "GET":
                 with state.lock:
                     if module_id not in state.modules:
-                        raise ApiError(404, "resource_not_found", f'storage_not_found_error: policy id "{module_id}"')
+                        raise ApiError(
+                            404, "resource_not_found", f'storage_not_found_error: policy id "{module_id}"'
+                        )
                     self._send(200, {"result": {"id": module_id, "raw": state.modules[module_id]}})
             elif method == "DELETE":
                 state.delete_policy(module_id)
@@ -561,7 +573,9 @@ class OpaTestServer:
         self.state.bundle_etag = etag
         return True
 
-    def poll_bundle(self, url: str, interval: float, on_error: Callable[[Exception], None] | None = None) -> None:
+    def poll_bundle(
+        self, url: str, interval: float, on_error: Callable[[Exception], None] | None = None
+    ) -> None:
         """Poll a bundle service in the background, like OPA's bundle plugin."""
 
         def loop() -> None:

@@ -103,7 +103,9 @@ def _path(loc: Sequence[int | str]) -> str:
     return out or "(body)"
 
 
-def parse_review(body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> AdmissionReview:
+def parse_review(
+    body: bytes, content_type: str | None, max_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> AdmissionReview:
     """Parse and check a request body; raise `ReviewError` with an actionable message otherwise."""
     check_content_type(content_type)
     if len(body) > max_bytes:
@@ -167,7 +169,9 @@ def check_object(request: AdmissionRequest) -> dict[str, Any] | None:
         raise ReviewError("shape", "request.object.metadata is not an object")
     for key in ("labels", "annotations"):
         value = metadata.get(key)
-        if value is not None and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):
+        if value is not None and (
+            not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())
+        ):
             raise ReviewError("shape", f"request.object.metadata.{key} must map strings to strings")
     return obj
 

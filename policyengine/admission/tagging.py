@@ -122,6 +122,8 @@ def tag_patch(manifest: Mapping[str, Any], policy: TaggingPolicy) -> JsonPatch:
     patch: JsonPatch = []
     patch += remove_metadata_entries(manifest, "labels", stale_labels)
     patch += set_metadata_entries(manifest, "labels", tags.labels)
-    patch += remove_metadata_entries(manifest, "annotations", [k for k in stale_annotations if k in annotations])
+    patch += remove_metadata_entries(
+        manifest, "annotations", [k for k in stale_annotations if k in annotations]
+    )
     patch += set_metadata_entries(manifest, "annotations", tags.annotations)
     return patch

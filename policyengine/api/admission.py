@@ -112,7 +112,9 @@ def identity(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind')} {namespace}/{name}" if namespace else f"{obj.get('kind')} {name}"
 
 
-async def audit(state: AppState, decision: Decision, request: rv.AdmissionRequest, obj: dict[str, Any]) -> None:
+async def audit(
+    state: AppState, decision: Decision, request: rv.AdmissionRequest, obj: dict[str, Any]
+) -> None:
     """One audit row for the decision, durable before the caller answers."""
     assert state.audit is not None, "the audit store opens before the server takes requests"
     metadata = obj.get("metadata") or {}
@@ -208,7 +210,9 @@ async def decide_validation(state: AppState, request: rv.AdmissionRequest, obj: 
     snapshot = state.snapshot
     if not extractors_for(obj):
         return Answer(True, "skip")
-    decision = await state.run_evaluation(lambda: evaluate_manifest(obj, snapshot.decider, state.settings.cluster))
+    decision = await state.run_evaluation(
+        lambda: evaluate_manifest(obj, snapshot.decider, state.settings.cluster)
+    )
     await audit(state, decision, request, obj)
     notes = audit_notes(decision)
     if decision.outcome is Outcome.ALLOW:
@@ -241,7 +245,9 @@ async def handle(request: Request, endpoint: str) -> Response:
     else:
         assert obj is not None
         obj = with_namespace(obj, req)
-        deadline = settings.mutate_deadline_seconds if endpoint == "mutate" else settings.validate_deadline_seconds
+        deadline = (
+            settings.mutate_deadline_seconds if endpoint == "mutate" else settings.validate_deadline_seconds
+        )
         decide = decide_mutation if endpoint == "mutate" else decide_validation
         try:
             async with asyncio.timeout(deadline):  # no extra task per request, unlike wait_for on 3.11

@@ -259,7 +259,8 @@ async def decide(request: Request) -> Response:
         route_in = RouteIn.model_validate_json(body)
     except ValidationError as exc:
         problems = [
-            {"where": ".".join(str(p) for p in err["loc"]) or "(body)", "what": err["msg"]} for err in exc.errors()
+            {"where": ".".join(str(p) for p in err["loc"]) or "(body)", "what": err["msg"]}
+            for err in exc.errors()
         ]
         return _problem(
             422,
@@ -301,7 +302,9 @@ async def decide(request: Request) -> Response:
     )
     audited = await _audited(request, verdict)
     if audited is not verdict:
-        return _problem(503, str(audited.body.get("reason", "audit failed")), "check the audit database, then retry")
+        return _problem(
+            503, str(audited.body.get("reason", "audit failed")), "check the audit database, then retry"
+        )
     return JSONResponse(_decision_json(decision))
 
 

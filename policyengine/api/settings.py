@@ -47,7 +47,9 @@ class Settings(BaseModel):
     # What to answer when the deadline passes or the policy is not loaded (the failurePolicy of deploy/).
     mutate_failure: Literal["allow", "deny"] = "allow"
     validate_failure: Literal["allow", "deny"] = "deny"
-    eval_threads: int = Field(default=0, ge=0, description="threads that run Rego off the event loop; 0: inline")
+    eval_threads: int = Field(
+        default=0, ge=0, description="threads that run Rego off the event loop; 0: inline"
+    )
 
     own_namespace: str = "policyengine-system"
     own_service_account: str = "policyengine"

@@ -114,7 +114,9 @@ class AppState:
                 f"cluster {self.settings.cluster!r} is not in {self.settings.policies}/clusters.yaml "
                 f"(known: {', '.join(policy.cluster_names())}): fix --cluster or add the cluster"
             )
-        engine = make_engine(self.settings.engine, opa_url=self.settings.opa_url, opa_token=self.settings.opa_token)
+        engine = make_engine(
+            self.settings.engine, opa_url=self.settings.opa_url, opa_token=self.settings.opa_token
+        )
         decider = Decider(policy, engine)
         return Snapshot(policy, decider, engine, policy.revision, dt.datetime.now(dt.UTC))
 

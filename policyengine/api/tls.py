@@ -163,7 +163,9 @@ def make_dev_certificates(
         )
     _write_private(
         certs.key,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
     )
     _write_public(certs.cert, cert.public_bytes(serialization.Encoding.PEM))
     return certs
@@ -254,7 +256,9 @@ class CertificateFollower:
                 log.exception("TLS certificate check failed")
 
 
-def following_context(config: Any, default: Callable[[], ssl.SSLContext], *, interval: float = 5.0) -> ssl.SSLContext:
+def following_context(
+    config: Any, default: Callable[[], ssl.SSLContext], *, interval: float = 5.0
+) -> ssl.SSLContext:
     """A uvicorn `ssl_context_factory`: uvicorn's context, followed for certificate rotation."""
     context = default()
     CertificateFollower(context, Path(config.ssl_certfile), Path(config.ssl_keyfile), interval).start()

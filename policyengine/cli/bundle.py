@@ -10,7 +10,9 @@ import typer
 from policyengine.bundle import BundleError, build_bundle
 from policyengine.cli.common import PoliciesOption, console, fail, open_policy
 
-app = typer.Typer(help="OPA bundles of the policy (for opa run --bundle, bundle services, OCI).", no_args_is_help=True)
+app = typer.Typer(
+    help="OPA bundles of the policy (for opa run --bundle, bundle services, OCI).", no_args_is_help=True
+)
 
 
 @app.command("build")

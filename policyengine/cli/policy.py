@@ -27,7 +27,9 @@ DirArgument = Annotated[
 ]
 TodayOption = Annotated[
     str | None,
-    typer.Option("--today", help="Date the expiry checks as of YYYY-MM-DD (default: today).", show_default=False),
+    typer.Option(
+        "--today", help="Date the expiry checks as of YYYY-MM-DD (default: today).", show_default=False
+    ),
 ]
 
 
@@ -44,7 +46,9 @@ def _today(value: str | None) -> dt.date | None:
 def _directory(directory: Path | None) -> Path:
     path = directory or DEFAULT_POLICIES
     if not path.is_dir():
-        _err.print(f"[bold red]error:[/] policy directory {escape(str(path))} does not exist (pass an existing DIR)")
+        _err.print(
+            f"[bold red]error:[/] policy directory {escape(str(path))} does not exist (pass an existing DIR)"
+        )
         raise typer.Exit(2)
     return path
 
@@ -53,7 +57,9 @@ def _directory(directory: Path | None) -> Path:
 def schema(
     file: Annotated[
         str | None,
-        typer.Option("--file", help=f"Only this file's schema: {', '.join(FILE_MODELS)}.", show_default=False),
+        typer.Option(
+            "--file", help=f"Only this file's schema: {', '.join(FILE_MODELS)}.", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of the policy files (for yaml-language-server and CI)."""
@@ -62,7 +68,9 @@ def schema(
     else:
         name = file.removesuffix(".yaml").removesuffix(".yml")
         if name not in FILE_MODELS:
-            _err.print(f"[bold red]error:[/] unknown policy file {file!r} (use one of {', '.join(FILE_MODELS)})")
+            _err.print(
+                f"[bold red]error:[/] unknown policy file {file!r} (use one of {', '.join(FILE_MODELS)})"
+            )
             raise typer.Exit(2)
         document = file_schema(name)
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -97,9 +105,13 @@ def lint(
             colour, label = ("red", "error") if problem.severity == "error" else ("yellow", "warning")
             _out.print(f"{escape(problem.location)}: [{colour}]{label}:[/] {escape(problem.message)}")
         if policy is None:
-            _out.print(f"[bold red]{len(errors)} error(s)[/], {len(warnings)} warning(s) in {escape(str(path))}")
+            _out.print(
+                f"[bold red]{len(errors)} error(s)[/], {len(warnings)} warning(s) in {escape(str(path))}"
+            )
         else:
-            _out.print(f"[green]ok[/] {escape(str(path))}: {len(warnings)} warning(s), revision {policy.revision}")
+            _out.print(
+                f"[green]ok[/] {escape(str(path))}: {len(warnings)} warning(s), revision {policy.revision}"
+            )
     raise typer.Exit(1 if errors else 0)
 
 
@@ -108,7 +120,9 @@ def show(
     directory: DirArgument = None,
     section: Annotated[
         str | None,
-        typer.Option("--section", help="Only one key of the compiled data, e.g. clusters.", show_default=False),
+        typer.Option(
+            "--section", help="Only one key of the compiled data, e.g. clusters.", show_default=False
+        ),
     ] = None,
     today: TodayOption = None,
 ) -> None:
@@ -118,7 +132,9 @@ def show(
     if policy is None:
         for problem in problems:
             _err.print(escape(str(problem)))
-        _err.print(f"[bold red]error:[/] policy repo {escape(str(path))} has errors (see policyengine policy lint)")
+        _err.print(
+            f"[bold red]error:[/] policy repo {escape(str(path))} has errors (see policyengine policy lint)"
+        )
         raise typer.Exit(1)
     document: object = policy.data
     if section is not None:

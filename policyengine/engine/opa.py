@@ -189,7 +189,9 @@ class OpaEngine:
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
-        self.push = push  # False: OPA gets the policy from a bundle (`policyengine bundle build`); only check it
+        self.push = (
+            push  # False: OPA gets the policy from a bundle (`policyengine bundle build`); only check it
+        )
         self.revision: str | None = None  # the revision loaded into OPA; None until a load succeeds
         self.last_error = ""
         self._modules: dict[str, str] = {}
@@ -266,7 +268,9 @@ class OpaEngine:
                 ) from None
 
     def _unauthorized(self, what: str, status: int) -> OpaFailure:
-        return self._fail("unauthorized", f"OPA at {self.address} refused {what} (HTTP {status}): check --opa-token")
+        return self._fail(
+            "unauthorized", f"OPA at {self.address} refused {what} (HTTP {status}): check --opa-token"
+        )
 
     def _http_failure(self, what: str, response: requests.Response | None) -> OpaFailure:
         if response is None:
@@ -424,7 +428,9 @@ class OpaEngine:
                     envelope = envelope_module(self._queries)
                     self._call(
                         "the envelope module",
-                        lambda c: c.update_policy_from_string(envelope, ENVELOPE_MODULE_ID, rego_compat=False),
+                        lambda c: c.update_policy_from_string(
+                            envelope, ENVELOPE_MODULE_ID, rego_compat=False
+                        ),
                     )
         return envelope_rule(self._queries.index(query))
 
@@ -467,7 +473,9 @@ class OpaEngine:
     def _query(self, rule: str, payload: Any, query: str) -> dict[str, Any] | None:
         response = self._call(
             f"the query {query}",
-            lambda c: c.query_rule(payload, ENVELOPE_PACKAGE, rule, query_params={"strict-builtin-errors": "true"}),
+            lambda c: c.query_rule(
+                payload, ENVELOPE_PACKAGE, rule, query_params={"strict-builtin-errors": "true"}
+            ),
         )
         result = response.get("result") if isinstance(response, dict) else None
         if not isinstance(result, dict):
@@ -503,7 +511,9 @@ class OpaEngine:
             )
             value = response.get("result", "<undefined>") if isinstance(response, dict) else None
             passed = value is True
-            error = "" if passed else ("undefined" if value == "<undefined>" else f"result {json.dumps(value)}")
+            error = (
+                "" if passed else ("undefined" if value == "<undefined>" else f"result {json.dumps(value)}")
+            )
         except EngineError as exc:
             passed, error = False, str(exc)
         elapsed = (time.perf_counter() - started) * 1e6

@@ -18,7 +18,9 @@ class Geography:
         self.names: dict[str, str] = {j.code: j.name for j in source.jurisdictions}
         self.parents: dict[str, str | None] = {j.code: j.parent for j in source.jurisdictions}
         self.group_members: dict[str, list[str]] = dict(source.groups)
-        self.groups: dict[str, tuple[str, ...]] = {g: self._expand_group(g, set()) for g in self.group_members}
+        self.groups: dict[str, tuple[str, ...]] = {
+            g: self._expand_group(g, set()) for g in self.group_members
+        }
         self._in: dict[str, tuple[str, ...]] = {code: self._containers(code) for code in self.names}
 
     def is_jurisdiction(self, name: str) -> bool:
@@ -66,7 +68,11 @@ class Geography:
             return tuple(
                 sorted(
                     {code}
-                    | {g for g, m in self.groups.items() if set(self.groups[code]) <= set(m) and self.groups[code]}
+                    | {
+                        g
+                        for g, m in self.groups.items()
+                        if set(self.groups[code]) <= set(m) and self.groups[code]
+                    }
                 )
             )
         return (code,)

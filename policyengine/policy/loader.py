@@ -49,7 +49,8 @@ def check_policy(
         findings.add(
             str(directory),
             None,
-            "policy directory not found (pass the directory that holds regimes.yaml, clusters.yaml and regions.yaml)",
+            "policy directory not found (pass the directory that holds "
+            "regimes.yaml, clusters.yaml and regions.yaml)",
         )
         return None, findings.problems
     files: dict[str, SourceFile] = {

@@ -141,7 +141,9 @@ class Cluster(_Strict):
     name: str = Field(min_length=1)
     region: str = Field(description="provider/code from regions.yaml, e.g. aws/eu-central-1")
     entity: str = Field(description="the entity that runs it (entities.yaml)")
-    fsm_key: str | None = Field(None, description="FSM cluster key; default <region code>/default/default/<name>")
+    fsm_key: str | None = Field(
+        None, description="FSM cluster key; default <region code>/default/default/<name>"
+    )
     locality: str | None = Field(None, description="Istio locality region; default the region code")
     network: str | None = Field(
         None, description="Istio network (topology.istio.io/network) of the cluster's endpoints, if any"
@@ -222,7 +224,9 @@ class Selector(_Strict):
 class PiplDeclaration(_Strict):
     """What a service declares for PIPL's outbound thresholds."""
 
-    volume: int | None = Field(None, ge=0, description="individuals whose non-sensitive PI leaves the mainland")
+    volume: int | None = Field(
+        None, ge=0, description="individuals whose non-sensitive PI leaves the mainland"
+    )
     sensitive_volume: int | None = Field(None, ge=0, description="individuals whose sensitive PI leaves")
     ciio: bool = False
 

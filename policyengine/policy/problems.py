@@ -46,5 +46,6 @@ class PolicyError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(
-            f"{p.location}: warning: {p.message}" if p.severity == "warning" else str(p) for p in self.problems
+            f"{p.location}: warning: {p.message}" if p.severity == "warning" else str(p)
+            for p in self.problems
         )

@@ -135,7 +135,9 @@ def _check_jurisdictions(
                 f"group {group!r} has the same name as a jurisdiction (rename the group)",
             )
         for m, member in enumerate(members):
-            _unknown_place(source, source.line("groups", group, m), f"group {group!r}", member, findings, known)
+            _unknown_place(
+                source, source.line("groups", group, m), f"group {group!r}", member, findings, known
+            )
         if geography.cycle_in_group(group):
             findings.add(
                 source.display,
@@ -178,7 +180,8 @@ def _check_entities(source: SourceFile, findings: Findings, today: dt.date) -> N
         findings.add(
             source.display,
             line,
-            f"{len(selves)} entities have self: true; exactly one must (mark the business itself with self: true)",
+            f"{len(selves)} entities have self: true; exactly one must "
+            "(mark the business itself with self: true)",
         )
     for i, e in enumerate(entities):
         if e.kind is not None and (e.kind == "self") != e.is_self:
@@ -219,13 +222,15 @@ def _check_clusters(source: SourceFile, known: _Known, findings: Findings) -> No
             findings.add(
                 source.display,
                 source.item_line("clusters", i, "region"),
-                f"cluster {c.name!r} names unknown region {c.region!r} (add it to regions.yaml or fix the name)",
+                f"cluster {c.name!r} names unknown region {c.region!r} "
+                "(add it to regions.yaml or fix the name)",
             )
         if c.entity not in known.entities:
             findings.add(
                 source.display,
                 source.item_line("clusters", i, "entity"),
-                f"cluster {c.name!r} names unknown entity {c.entity!r} (add it to entities.yaml or fix the name)",
+                f"cluster {c.name!r} names unknown entity {c.entity!r} "
+                "(add it to entities.yaml or fix the name)",
             )
 
 
@@ -280,7 +285,9 @@ def _regime_classes(regimes: SourceFile) -> set[str] | None:
     return {c for r in regimes.model.regimes.values() for c in r.data_classes}
 
 
-def _check_classifications(source: SourceFile, regimes: SourceFile, known: _Known, findings: Findings) -> None:
+def _check_classifications(
+    source: SourceFile, regimes: SourceFile, known: _Known, findings: Findings
+) -> None:
     if not isinstance(source.model, ClassificationsFile):
         return
     rules = source.model.classifications
@@ -320,7 +327,8 @@ def _check_services(source: SourceFile, known: _Known, findings: Findings) -> No
                 findings.add(
                     source.display,
                     source.item_line("services", i, "clusters", k),
-                    f"service {s.name!r} names unknown cluster {cluster!r} (add it to clusters.yaml or fix the name)",
+                    f"service {s.name!r} names unknown cluster {cluster!r} "
+                    "(add it to clusters.yaml or fix the name)",
                 )
         for field in ("identities", "hosts"):
             for k, value in enumerate(getattr(s, field)):

@@ -75,7 +75,9 @@ def read_source(
     if not path.is_file():
         source = SourceFile(name, display, empty, present=False)
         if required:
-            findings.add(display, None, f"missing: {name}.yaml is required (create it; see docs/policy-repo.md)")
+            findings.add(
+                display, None, f"missing: {name}.yaml is required (create it; see docs/policy-repo.md)"
+            )
         else:
             source.model = _validate_quietly(model_cls, {})
         return source

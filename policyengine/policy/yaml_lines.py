@@ -114,7 +114,9 @@ def load_yaml(text: str) -> tuple[Any, list[YamlIssue]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = " ".join(part for part in (exc.context, exc.problem) if part)
-        return None, [YamlIssue(line, f"malformed YAML: {what} (fix the syntax: indentation, quotes, brackets)")]
+        return None, [
+            YamlIssue(line, f"malformed YAML: {what} (fix the syntax: indentation, quotes, brackets)")
+        ]
     except yaml.YAMLError as exc:
         return None, [YamlIssue(None, f"malformed YAML: {exc} (fix the syntax)")]
     finally:

@@ -83,7 +83,9 @@ def read_authz_request(
 
     authority = headers.get("host")
     if authority is None:
-        raise RequestProblem("no Host header", "Host", "send the original Host (nginx: proxy_set_header Host $host;)")
+        raise RequestProblem(
+            "no Host header", "Host", "send the original Host (nginx: proxy_set_header Host $host;)"
+        )
     host = parse_host(authority, "Host")
 
     raw_source = headers.get(source_header)
@@ -167,7 +169,8 @@ def denial_header(body: Mapping[str, Any]) -> str:
     short: dict[str, Any] = {k: body[k] for k in ("allowed", "reason", "decision_id") if k in body}
     violations = body.get("violations") or []
     short["violations"] = [
-        {k: str(v[k])[:120] for k in ("regime", "article", "cluster", "remedy") if k in v} for v in violations[:3]
+        {k: str(v[k])[:120] for k in ("regime", "article", "cluster", "remedy") if k in v}
+        for v in violations[:3]
     ]
     text = json.dumps(short, separators=(",", ":"), ensure_ascii=True)
     if len(text) <= MAX_DENIAL_HEADER:

@@ -191,9 +191,9 @@ class RoutingFilter:
         if answer.allowed and chosen is not None:
             headers = {CLUSTER_HEADER: chosen, DECISION_ID_HEADER: decision.decision_id}
             if answer.warned:
-                headers["x-policyengine-warning"] = "; ".join(f"{v.regime} {v.article}" for v in template.violations)[
-                    :512
-                ]
+                headers["x-policyengine-warning"] = "; ".join(
+                    f"{v.regime} {v.article}" for v in template.violations
+                )[:512]
             body = {
                 "allowed": True,
                 "cluster": chosen,

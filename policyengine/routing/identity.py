@@ -150,7 +150,9 @@ def parse_host(raw: str, where: str) -> str:
         raise RequestProblem(f"{_quote(value)} has an invalid port", where, "send host or host:port")
     host = host.rstrip(".")
     if len(host) > MAX_HOST_LENGTH or not _HOST.match(host):
-        raise RequestProblem(f"{_quote(value)} is not a DNS name", where, "send the Host of the service called")
+        raise RequestProblem(
+            f"{_quote(value)} is not a DNS name", where, "send the Host of the service called"
+        )
     return host
 
 

@@ -57,7 +57,9 @@ class RouteAnswer:
         return self.clusters[0] if self.clusters else None
 
 
-def preference_order(clusters: Iterable[str], here: str, jurisdiction_of: Mapping[str, str | None]) -> tuple[str, ...]:
+def preference_order(
+    clusters: Iterable[str], here: str, jurisdiction_of: Mapping[str, str | None]
+) -> tuple[str, ...]:
     """Order clusters: `here` first, then the same jurisdiction as `here`, then the rest; by name within.
 
     A subdivision counts as its country (`US-CA` is in `US`): a request from us-1 prefers us-ca-1 over
@@ -198,7 +200,9 @@ class DecisionTable:
         target = ordered[0] if ordered else self.cluster
         route = Route(
             service=destination,
-            source=self.decider.endpoint(self.cluster, workload=source_workload, data=self._profile(source_workload)),
+            source=self.decider.endpoint(
+                self.cluster, workload=source_workload, data=self._profile(source_workload)
+            ),
             destination=self.decider.endpoint(target, workload=destination, data=self._profile(destination)),
             via=f"routing filter in {self.cluster}",
             opt_out=opt_out,

@@ -40,7 +40,9 @@ def policy() -> LoadedPolicy:
 
 def test_cli_builds_a_bundle_with_manifest_data_and_modules(tmp_path: Path, policy: LoadedPolicy) -> None:
     out = tmp_path / "bundle.tar.gz"
-    result = CliRunner().invoke(app, ["bundle", "build", "--policies", str(default_policies()), "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["bundle", "build", "--policies", str(default_policies()), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert policy.revision in result.output
     with tarfile.open(out) as tar:
@@ -62,9 +64,13 @@ def test_bundles_are_reproducible(tmp_path: Path, policy: LoadedPolicy) -> None:
 
 def test_a_module_outside_the_roots_is_refused_with_its_file(tmp_path: Path, policy: LoadedPolicy) -> None:
     modules = {**policy.modules, "rego/mine.rego": "package acme.rules\n\nx := 1\n"}
-    with pytest.raises(BundleError, match=r"rego/mine\.rego: package acme\.rules is outside the bundle roots"):
+    with pytest.raises(
+        BundleError, match=r"rego/mine\.rego: package acme\.rules is outside the bundle roots"
+    ):
         build_bundle(modules, policy.data, tmp_path / "b.tar.gz")
-    result = CliRunner().invoke(app, ["bundle", "build", "--policies", str(tmp_path / "missing"), "--out", "x.tar.gz"])
+    result = CliRunner().invoke(
+        app, ["bundle", "build", "--policies", str(tmp_path / "missing"), "--out", "x.tar.gz"]
+    )
     assert result.exit_code == 2 and "does not exist" in result.output
 
 

@@ -32,7 +32,9 @@ PROFILES = {
     "unregulated": DataProfile(),
     "gdpr": DataProfile(("personal",), ("EEA",), ("GDPR",)),
     "pipl-small": DataProfile(("personal",), ("CN",), ("PIPL",), PiplVolume(50_000, 0, False)),
-    "pipl-sensitive": DataProfile(("personal", "sensitive"), ("CN",), ("PIPL",), PiplVolume(250_000, 5_000, False)),
+    "pipl-sensitive": DataProfile(
+        ("personal", "sensitive"), ("CN",), ("PIPL",), PiplVolume(250_000, 5_000, False)
+    ),
     "pipl-undeclared": DataProfile(("personal",), ("CN",), ("PIPL",), None),
     "ccpa": DataProfile(("personal",), ("US-CA",), ("CCPA",)),
     "gdpr+ccpa": DataProfile(("personal",), ("EEA", "US-CA"), ("CCPA", "GDPR")),
@@ -148,7 +150,9 @@ def test_every_example_manifest_decides_the_same(
 KNOWN_DIVERGENT: set[tuple[str, str]] = set()
 
 
-def test_rego_unit_tests_pass_through_opa(policy: LoadedPolicy, engine_factory: Callable[[str], Engine]) -> None:
+def test_rego_unit_tests_pass_through_opa(
+    policy: LoadedPolicy, engine_factory: Callable[[str], Engine]
+) -> None:
     """What `policyengine test --engine opa` does: every module, tests included, run through OPA."""
     results = {}
     for kind in ("regorus", "opa"):

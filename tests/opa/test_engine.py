@@ -66,7 +66,9 @@ def test_make_engine_builds_the_opa_engine(server: OpaTestServer) -> None:
         OpaEngine("127.0.0.1:8181")
 
 
-def test_load_pushes_modules_in_dependency_order_and_the_data(server: OpaTestServer, engine: OpaEngine) -> None:
+def test_load_pushes_modules_in_dependency_order_and_the_data(
+    server: OpaTestServer, engine: OpaEngine
+) -> None:
     assert set(server.state.modules) == {*MODULES, ENVELOPE_MODULE_ID}
     assert server.state.data["policyengine"]["policy"] == data("r1")
     assert server.state.data["policyengine_opa"]["modules"] == sorted(MODULES)
@@ -106,7 +108,9 @@ def test_a_decision_from_another_revision_is_refused(server: OpaTestServer, engi
     assert engine.ready() is False
 
 
-def test_evaluations_during_a_reload_by_another_process_are_refused(server: OpaTestServer, engine: OpaEngine) -> None:
+def test_evaluations_during_a_reload_by_another_process_are_refused(
+    server: OpaTestServer, engine: OpaEngine
+) -> None:
     server.state.put_data(["policyengine", "policy"], {"revision": "loading r9"})
     with pytest.raises(EngineError, match="being reloaded"):
         engine.evaluate("data.policyengine.decision", '{"n": 3}')

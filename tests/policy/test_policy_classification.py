@@ -38,12 +38,16 @@ def policy() -> LoadedPolicy:
         (["XX"], ["personal"], ()),
     ],
 )
-def test_regimes_for(policy: LoadedPolicy, subjects: list[str], classes: list[str], regimes: tuple[str, ...]) -> None:
+def test_regimes_for(
+    policy: LoadedPolicy, subjects: list[str], classes: list[str], regimes: tuple[str, ...]
+) -> None:
     assert policy.regimes_for(subjects, classes) == regimes
 
 
 def test_rules_match_namespace_and_name_globs(policy: LoadedPolicy) -> None:
-    assert policy.classify("shop", "checkout-v2", {}, {}) == DataProfile(("personal",), ("EEA",), ("GDPR",), None)
+    assert policy.classify("shop", "checkout-v2", {}, {}) == DataProfile(
+        ("personal",), ("EEA",), ("GDPR",), None
+    )
     assert policy.classify("shop", "profile", {}, {}) == DataProfile(
         ("personal", "sensitive"), ("CN",), ("PIPL",), PiplVolume(250000, 5000, False)
     )
@@ -54,7 +58,9 @@ def test_rules_match_namespace_and_name_globs(policy: LoadedPolicy) -> None:
 
 
 def test_annotations_win_over_rules(policy: LoadedPolicy) -> None:
-    profile = policy.classify("shop", "checkout", {}, {A + "subjects": "HK, US-CA", A + "data-classes": "personal"})
+    profile = policy.classify(
+        "shop", "checkout", {}, {A + "subjects": "HK, US-CA", A + "data-classes": "personal"}
+    )
     assert profile.subjects == ("HK", "US-CA") and profile.regimes == ("CCPA",)
     catalog = policy.classify(
         "shop",

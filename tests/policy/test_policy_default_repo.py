@@ -180,7 +180,9 @@ def test_services_transfers_enforcement() -> None:
     }
     assert transfers["pipl-sc-profile-hk1"]["type"] == "pipl_standard_contract"
     assert policy.data["enforcement"]["default"] == "deny"
-    assert {"regime": "GDPR", "namespaces": ["shop"], "action": "rewrite"} in policy.data["enforcement"]["rules"]
+    assert {"regime": "GDPR", "namespaces": ["shop"], "action": "rewrite"} in policy.data["enforcement"][
+        "rules"
+    ]
 
 
 def test_modules_are_keyed_by_relative_path(repo: Path, tmp_path: Path) -> None:

@@ -26,7 +26,9 @@ def test_unknown_entity(repo: Path) -> None:
 
 
 def test_malformed_yaml(repo: Path) -> None:
-    line = edit(repo / "regions.yaml", "{provider: aws, code: us-east-2,", "{provider: aws, code: [us-east-2,")
+    line = edit(
+        repo / "regions.yaml", "{provider: aws, code: us-east-2,", "{provider: aws, code: [us-east-2,"
+    )
     problems = errors_of(repo)
     problem = find(problems, "malformed YAML")
     assert problem.file == str(repo / "regions.yaml")
@@ -37,7 +39,10 @@ def test_unknown_key_lists_the_allowed_keys(repo: Path) -> None:
     line = edit(repo / "clusters.yaml", "    locality: us-west2\n", "    localty: us-west2\n")
     problem = find(errors_of(repo), "unknown key 'localty'")
     assert problem.line == line
-    assert "clusters[3]" in problem.message and "allowed: name, region, entity, fsm_key, locality" in problem.message
+    assert (
+        "clusters[3]" in problem.message
+        and "allowed: name, region, entity, fsm_key, locality" in problem.message
+    )
 
 
 def test_wrong_type(repo: Path) -> None:
@@ -79,7 +84,9 @@ def test_unknown_jurisdiction(repo: Path, file: str, old: str, new: str, words: 
 
 
 def test_region_in_a_group_is_not_a_jurisdiction(repo: Path) -> None:
-    line = edit(repo / "regions.yaml", "code: eu-west-1, jurisdiction: IE", "code: eu-west-1, jurisdiction: EU")
+    line = edit(
+        repo / "regions.yaml", "code: eu-west-1, jurisdiction: IE", "code: eu-west-1, jurisdiction: EU"
+    )
     assert find(errors_of(repo), "names group 'EU'").line == line
 
 
@@ -107,7 +114,8 @@ def test_region_in_a_group_is_not_a_jurisdiction(repo: Path) -> None:
         (
             "transfers.yaml",
             "  - id: ccpa-tp-billing-adnet\n",
-            "  - id: scc-checkout-us1\n    type: scc\n    service: shop/checkout\n    destination: {cluster: us-1}\n",
+            "  - id: scc-checkout-us1\n    type: scc\n"
+            "    service: shop/checkout\n    destination: {cluster: us-1}\n",
             ("duplicate transfer id",),
         ),
         ("entities.yaml", "  - name: gcp\n", "  - name: aws\n    kind: cloud\n", ("duplicate entity 'aws'",)),
@@ -121,7 +129,9 @@ def test_duplicates(repo: Path, file: str, anchor: str, duplicate: str, words: t
 
 
 def test_duplicate_yaml_key(repo: Path) -> None:
-    line = edit(repo / "regimes.yaml", "  CCPA:\n", "  GDPR:\n    subjects: []\n    data_classes: []\n  CCPA:\n")
+    line = edit(
+        repo / "regimes.yaml", "  CCPA:\n", "  GDPR:\n    subjects: []\n    data_classes: []\n  CCPA:\n"
+    )
     assert find(errors_of(repo), "duplicate key 'GDPR'").line == line
 
 
@@ -163,7 +173,9 @@ def test_transfer_type_no_regime_lists(repo: Path) -> None:
 
 
 def test_transfer_unknown_cluster_and_service(repo: Path) -> None:
-    cluster_line = edit(repo / "transfers.yaml", "destination: {cluster: us-1}", "destination: {cluster: us-9}")
+    cluster_line = edit(
+        repo / "transfers.yaml", "destination: {cluster: us-1}", "destination: {cluster: us-9}"
+    )
     service_line = edit(repo / "transfers.yaml", "service: shop/profile", "service: shop/profiles")
     problems = errors_of(repo)
     assert find(problems, "unknown cluster 'us-9'").line == cluster_line

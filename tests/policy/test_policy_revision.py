@@ -22,7 +22,9 @@ def test_stable_across_loads_and_processes(repo: Path) -> None:
         "import datetime as dt, sys; from pathlib import Path; from policyengine.policy import load_policy; "
         "print(load_policy(Path(sys.argv[1]), today=dt.date(2026, 11, 26), bundled_rego=None).revision)"
     )
-    other = subprocess.run([sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True)
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True
+    )
     assert other.stdout.strip() == first
 
 

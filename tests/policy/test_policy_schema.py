@@ -45,4 +45,6 @@ def test_schema_rejects_unknown_keys_and_values() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"default": "block"}, enforcement, cls=jsonschema.Draft202012Validator)
     entities = file_schema("entities")
-    jsonschema.validate({"entities": [{"name": "a", "self": True}]}, entities, cls=jsonschema.Draft202012Validator)
+    jsonschema.validate(
+        {"entities": [{"name": "a", "self": True}]}, entities, cls=jsonschema.Draft202012Validator
+    )

@@ -30,7 +30,9 @@ def routing_rows(url: str) -> int:
     try:
         with engine.connect() as connection:
             return int(
-                connection.execute(text("SELECT count(*) FROM audit_decision WHERE source='routing'")).scalar_one()
+                connection.execute(
+                    text("SELECT count(*) FROM audit_decision WHERE source='routing'")
+                ).scalar_one()
             )
     finally:
         engine.dispose()

@@ -64,7 +64,9 @@ def test_xfcc_takes_the_uri_of_the_nearest_client() -> None:
 
 
 def test_hosts_lose_port_and_case() -> None:
-    assert parse_host("Checkout.Shop.svc.clusterset.local:8443", "Host") == "checkout.shop.svc.clusterset.local"
+    assert (
+        parse_host("Checkout.Shop.svc.clusterset.local:8443", "Host") == "checkout.shop.svc.clusterset.local"
+    )
     assert service_of_host("cart.shop.svc.cluster.local") == "shop/cart"
     assert service_of_host("cart.shop") == "shop/cart"
     assert service_of_host("www.example.com") is None

@@ -81,7 +81,7 @@ def test_expiring_a_mechanism_fails_the_right_tests(repo: Path) -> None:
 def test_a_failing_rego_test_of_the_repo_is_reported_with_its_file(repo: Path) -> None:
     (repo / "rego").mkdir()
     (repo / "rego" / "mine_test.rego").write_text(
-        'package tests.mine\n\ntest_fails if {\n\tdata.policyengine.policy.as_of == "1999-01-01"\n}\n'
+        "package tests.mine\n\ntest_fails if {\n\tdata.policyengine.policy.as_of == \"1999-01-01\"\n}\n"
     )
     result = run("test", "--policies", str(repo))
     assert result.returncode == 1

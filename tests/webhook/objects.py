@@ -22,7 +22,9 @@ def http_route(namespace: str, service: str, name: str = "store") -> dict[str, A
     }
 
 
-def exported_service(namespace: str, name: str = "ledger", labels: dict[str, str] | None = None) -> dict[str, Any]:
+def exported_service(
+    namespace: str, name: str = "ledger", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A Service exported to every linked cluster by Linkerd, holding personal data of EEA subjects."""
     metadata: dict[str, Any] = {
         "name": name,

@@ -42,7 +42,9 @@ def test_deployment_is_tagged_keeping_its_labels_and_a_second_call_adds_nothing(
 
 
 def test_rewrite_keeps_the_permitted_part_and_the_final_object_passes(server: Server) -> None:
-    obj = http_route("shop", "checkout-ledger")  # GDPR data (shop-checkout rule), rewrite in shop, runs anywhere
+    obj = http_route(
+        "shop", "checkout-ledger"
+    )  # GDPR data (shop-checkout rule), rewrite in shop, runs anywhere
     mutated = server.mutate(obj)
     body = answer(mutated)
     assert body["allowed"] is True

@@ -79,7 +79,9 @@ CASES: list[tuple[str, bytes, str, str, str]] = [
 
 
 @pytest.mark.parametrize("path", ["/validate", "/mutate"])
-@pytest.mark.parametrize(("name", "body", "content_type", "reason", "words"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "body", "content_type", "reason", "words"), CASES, ids=[c[0] for c in CASES]
+)
 def test_bad_input_is_a_400_with_its_message(
     server: Server, path: str, name: str, body: bytes, content_type: str, reason: str, words: str
 ) -> None:

@@ -122,7 +122,9 @@ def test_deployment_is_highly_available_and_locked_down(overlay: str) -> None:
         context = container["securityContext"]
         assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
         assert context["capabilities"]["drop"] == ["ALL"]
-    assert {"--tls-cert=/etc/policyengine/tls/tls.crt", "--policies=/etc/policyengine/policies"} <= set(server["args"])
+    assert {"--tls-cert=/etc/policyengine/tls/tls.crt", "--policies=/etc/policyengine/policies"} <= set(
+        server["args"]
+    )
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "policyengine-tls"
     assert "policy-repo" in volumes

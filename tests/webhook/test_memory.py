@@ -46,7 +46,9 @@ def test_settle_heap_freezes_and_a_later_settle_frees_what_was_dropped(restored_
     assert alive() is None
 
 
-def test_the_server_tunes_the_collector_once_the_policy_is_loaded(tmp_path: Path, restored_collector: None) -> None:
+def test_the_server_tunes_the_collector_once_the_policy_is_loaded(
+    tmp_path: Path, restored_collector: None
+) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(url)
 

@@ -80,7 +80,9 @@ def test_policy_reload_by_file_change_and_admin_api_is_atomic(tmp_path: Path) ->
         denied_in_sandbox = http_route("sandbox", "ledger")
         assert server.validate(denied_in_sandbox)["response"]["allowed"] is True
         enforcement = policies / "enforcement.yaml"
-        enforcement.write_text(enforcement.read_text().replace("[sandbox], action: dryrun", "[sandbox], action: deny"))
+        enforcement.write_text(
+            enforcement.read_text().replace("[sandbox], action: dryrun", "[sandbox], action: deny")
+        )
         assert wait_for(lambda: revision(server) != first), "the file change was not picked up"
         assert server.validate(denied_in_sandbox)["response"]["allowed"] is False
 
@@ -123,7 +125,9 @@ def test_two_workers_sum_metrics_and_all_reload(tmp_path: Path) -> None:
             assert total == sent
         first = revision(server)
         enforcement = policies / "enforcement.yaml"
-        enforcement.write_text(enforcement.read_text() + "  - {regime: PIPL, namespaces: [shop], action: warn}\n")
+        enforcement.write_text(
+            enforcement.read_text() + "  - {regime: PIPL, namespaces: [shop], action: warn}\n"
+        )
         answer = server.client.post("/v1/admin/reload", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
         assert answer.status_code == 200 and answer.json()["changed"] is True
 
