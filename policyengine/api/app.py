@@ -36,12 +36,15 @@ def create_app(settings: Settings) -> FastAPI:
             tune_collector()
             state.add_reload_listener(settle_heap)  # now (the policy is loaded) and after every swap
         watcher = asyncio.create_task(state.watch())
+        signer = asyncio.create_task(state.signer.run()) if state.signer is not None else None
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, signer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if state.audit is not None:
                 await state.audit.detach_event_loop()
             await asyncio.to_thread(state.close)

@@ -27,6 +27,9 @@ class Settings(BaseModel):
     # Connect and statement bound of the audit database: past it the database counts as down and rows
     # are spooled, so it stays below the webhook deadlines.
     audit_timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    audit_signing_key: Path | None = Field(default=None, description="Ed25519 key (PEM) signing chain heads")
+    audit_sign_every_rows: int = Field(default=10_000, ge=1, description="a checkpoint every N rows...")
+    audit_sign_every_seconds: float = Field(default=60.0, gt=0, description="...and every T seconds")
     engine: Literal["regorus", "opa"] = "regorus"
     opa_url: str | None = None
     opa_token: str | None = None

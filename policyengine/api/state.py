@@ -24,6 +24,9 @@ from policyengine.api import metrics
 from policyengine.api.settings import Settings
 from policyengine.audit import AuditStatus, AuditWriter
 from policyengine.audit import metrics as audit_metrics
+from policyengine.audit.head_signer import HeadSigner
+from policyengine.audit.sealer import Sealer
+from policyengine.audit.signing import SigningKey
 from policyengine.decide import Decider
 from policyengine.engine import Engine, EngineError, make_engine
 from policyengine.policy import LoadedPolicy, PolicyError, load_policy
@@ -69,10 +72,11 @@ class ReloadOutcome:
 
 @dataclass
 class AppState:
-    """Settings, the current `snapshot`, the `audit` writer, and the evaluation thread pool."""
+    """Settings, the current `snapshot`, the `audit` writer (and its head `signer`), the evaluation pool."""
 
     settings: Settings
     audit: AuditWriter | None = None
+    signer: HeadSigner | None = None
     last_reload_error: str | None = None
     _snapshot: Snapshot | None = None
     _listeners: list[Callable[[Snapshot], None]] = field(default_factory=list)
@@ -193,14 +197,31 @@ class AppState:
             new_chain=True,
             timeout_s=self.settings.audit_timeout_seconds,
         )
+        if self.settings.audit_signing_key is not None:
+            self.signer = self._head_signer(self.audit, self.settings.audit_signing_key)
         self.reload()
         self._reload_request_seen = self._reload_request()
 
+    def _head_signer(self, writer: AuditWriter, key_file: Path) -> HeadSigner:
+        """The signer of the writer's chain heads (the key is read here, never logged or stored)."""
+        key = SigningKey.load(key_file)
+        sealer = Sealer.open(self.settings.audit_url, key, check_schema=False)
+        log.info("audit: signing the heads of chain %s with %s", writer.chain_id, key.key_id)
+        return HeadSigner(
+            writer,
+            sealer,
+            every_rows=self.settings.audit_sign_every_rows,
+            every_seconds=self.settings.audit_sign_every_seconds,
+        )
+
     def close(self) -> None:
+        """Stop evaluating, close the writer, then sign its final head (the signer's task has ended)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self.audit is not None:
             self.audit.close()
+        if self.signer is not None:
+            self.signer.close()
 
     # -- watching for changes -----------------------------------------------------------------------
     def _reload_request(self) -> str:

@@ -39,3 +39,16 @@ BATCH_ROWS = Histogram(
     "Rows per group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
+SIGNED_HEADS = Counter(
+    "policyengine_audit_signed_heads_total",
+    "Chain heads signed into the audit registry (checkpoints).",
+)
+SIGNING_FAILURES = Counter(
+    "policyengine_audit_signing_failures_total",
+    "Attempts to sign a chain head that failed (the database did not take it); retried.",
+)
+UNSIGNED_ROWS = Gauge(
+    "policyengine_audit_unsigned_rows",
+    "Rows in the database after their chain's newest signed head (summed over workers).",
+    multiprocess_mode="livesum",
+)

@@ -1,4 +1,5 @@
-"""The audit tables: one row per decision, hash-chained per writer, plus prune checkpoints.
+"""The audit tables: one row per decision, hash-chained per writer; prune checkpoints; the signed
+registry of chains (`statements.py` defines what its entries say).
 
 The schema is owned by the Alembic migrations in `migrations/`; this module is their model (a test
 checks that autogenerate finds no difference on SQLite and PostgreSQL). The decision table's columns
@@ -74,6 +75,16 @@ audit_checkpoint = Table(
     Column("note", Text, nullable=False),
 )
 
+# The signed registry: entry `number` holds a statement's canonical bytes (as UTF-8 text) and its
+# Ed25519 signature (base64). Append-only; verify checks every entry's signature and link.
+audit_registry = Table(
+    "audit_registry",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("statement", Text, nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
 # The row format's column lists, re-exported for the table's readers.
 __all__ = [
     "CHAIN_COLUMNS",
@@ -82,5 +93,6 @@ __all__ = [
     "ROW_COLUMNS",
     "audit_checkpoint",
     "audit_decision",
+    "audit_registry",
     "metadata",
 ]

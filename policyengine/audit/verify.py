@@ -1,10 +1,13 @@
 """Walking the chains: every row's hash must match its content and link to its predecessor.
 
 `verify(engine)` reports, per chain, the first edited, deleted, inserted or reordered row (chain, seq,
-what differs). Rows are streamed in seq order, so memory stays constant on large tables. On PostgreSQL
-the chains are cut into seq ranges that this process and up to WORKERS - 1 worker processes scan side
-by side (`chainscan`: PostgreSQL streams the columns by COPY, Python rebuilds each canonical document
-and hashes it); the links between ranges are checked here. SQLite streams each chain in chunks.
+what differs). Given public keys, it then holds every chain to the signed registry (`signed_heads`:
+truncation, rewritten suffixes, rows after a closed head, deleted chains, forged prune checkpoints);
+given anchors or export manifests, to the heads they recorded (`anchor`). Rows are streamed in seq
+order, so memory stays constant on large tables. On PostgreSQL the chains are cut into seq ranges
+that this process and up to WORKERS - 1 worker processes scan side by side (`chainscan`: PostgreSQL
+streams the columns by COPY, Python rebuilds each canonical document and hashes it); the links
+between ranges are checked here. SQLite streams each chain in chunks.
 """
 
 from __future__ import annotations
@@ -15,62 +18,29 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, func, select
 
-from policyengine.audit import chainscan
+from policyengine.audit import anchor, chainscan, signed_heads
+from policyengine.audit.anchor import Reference
 from policyengine.audit.chain import GENESIS, copy_job, copy_templates, row_hash
 from policyengine.audit.chainscan import SpanResult
 from policyengine.audit.errors import AuditStoreError
+from policyengine.audit.findings import Finding, FindingKind
+from policyengine.audit.registry import read_entries, registry_summary, replay
 from policyengine.audit.schema import ROW_COLUMNS, audit_checkpoint, audit_decision
+from policyengine.audit.signing import VerifyKey
+from policyengine.audit.verify_report import ChainHead, VerifyReport
 
-FindingKind = Literal["edited", "deleted", "inserted", "reordered"]
+__all__ = ["ChainHead", "Finding", "FindingKind", "VerifyReport", "total_rows", "verify"]
+
 STREAM_CHUNK = 10_000
 SPAN_ROWS = 50_000  # rows of a chain one PostgreSQL scan covers (scans are handed out as workers free up)
 WORKERS = max(1, min(os.cpu_count() or 1, 4))  # hashing processes on PostgreSQL: this one + WORKERS - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """The first break in one chain."""
-
-    kind: FindingKind
-    chain_id: str
-    seq: int
-    detail: str
-
-    def __str__(self) -> str:
-        return f"chain {self.chain_id} seq {self.seq}: {self.kind}: {self.detail}"
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    """Where a chain stands: its last row (or its prune checkpoint when every row was pruned)."""
-
-    chain_id: str
-    rows: int
-    first_seq: int
-    last_seq: int
-    head_hash: str
-    verified: bool
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    """The outcome of a walk over every chain."""
-
-    rows: int = 0
-    chains: list[ChainHead] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
 
 
 def total_rows(engine: Engine) -> int:
@@ -79,8 +49,17 @@ def total_rows(engine: Engine) -> int:
         return int(connection.execute(select(func.count()).select_from(audit_decision)).scalar_one())
 
 
-def verify(engine: Engine, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Walk every chain; `progress(n)` is called after each chunk of n rows."""
+def verify(
+    engine: Engine,
+    progress: Callable[[int], None] | None = None,
+    *,
+    keys: Sequence[VerifyKey] = (),
+    against: Sequence[Reference] = (),
+    strict: bool = False,
+) -> VerifyReport:
+    """Walk every chain; `progress(n)` is called after each chunk of n rows. With `keys`, check the
+    signed registry and hold the chains to it (`strict`: an unsigned tail is a finding too); with
+    `against`, compare with the heads each reference recorded."""
     report = VerifyReport()
     t = audit_decision
     with engine.connect() as connection:
@@ -121,7 +100,27 @@ def verify(engine: Engine, progress: Callable[[int], None] | None = None) -> Ver
     for chain_id, (seq, digest) in sorted(checkpoints.items()):
         if chain_id not in chain_ids:
             report.chains.append(ChainHead(chain_id, 0, seq + 1, seq, digest, True))
+    if keys:
+        registry = replay(read_entries(engine), keys)
+        report.registry = registry
+        report.signatures_checked = True
+        report.registry_entries = registry.entries
+        report.registry_key_ids = sorted(registry.key_ids)
+        signed_heads.judge(report, registry, checkpoints, lambda c, s: _stored_hash(engine, c, s), strict=strict)
+    else:
+        report.registry_entries, report.registry_key_ids = registry_summary(engine)
+    for reference in against:
+        anchor.judge(report, reference, checkpoints, lambda c, s: _stored_hash(engine, c, s), engine)
     return report
+
+
+def _stored_hash(engine: Engine, chain_id: str, seq: int) -> str | None:
+    """The stored hash of the row at (chain_id, seq), if there is one."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(audit_decision.c.hash).where(audit_decision.c.chain_id == chain_id, audit_decision.c.seq == seq)
+        ).scalar()
+    return None if found is None else str(found)
 
 
 def _stream(engine: Engine, chain_id: str, after_seq: int) -> Iterator[dict[str, Any]]:

@@ -1,4 +1,8 @@
-"""`policyengine audit verify|export|prune` and `policyengine db upgrade`."""
+"""`policyengine audit verify|anchor|export|prune|keygen` and `policyengine db upgrade`.
+
+Everything touching the database goes through `policyengine.audit.trail` (no SQL here); its errors
+arrive as AuditStoreError, reported with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +15,21 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
+from policyengine.audit.anchor import AnchorFileError
 from policyengine.audit.errors import AuditStoreError
-from policyengine.audit.store import display_url, make_engine, require_migrated, resolve_url
+from policyengine.audit.signing import SigningKey, SigningKeyError, VerifyKey
+from policyengine.audit.store import display_url, resolve_url
+from policyengine.audit.trail import AuditTrail, upgrade_database
+from policyengine.audit.verify_report import VerifyReport
 
-app = typer.Typer(help="Audit trail: verify, export, prune.", no_args_is_help=True)
+app = typer.Typer(help="Audit trail: verify, anchor, export, prune, keygen.", no_args_is_help=True)
 db_app = typer.Typer(help="Audit database schema.", no_args_is_help=True)
 
 
 @app.callback()
 def audit_group() -> None:
-    """Audit trail: verify, export, prune."""
+    """Audit trail: verify, anchor, export, prune, keygen."""
 
 
 @db_app.callback()
@@ -34,30 +40,33 @@ def db_group() -> None:
 err = Console(stderr=True)
 out = Console()
 DB_HELP = "Audit database URL (default $POLICYENGINE_AUDIT_DB or sqlite:///./var/audit.db)."
+PUBLIC_KEY_HELP = (
+    "Public key (PEM) of the key the server signs with; a private key file works too. Repeat it for "
+    "rotated keys. Without one, truncation, recomputed suffixes and deleted chains cannot be detected."
+)
+SIGNING_KEY_HELP = "The signing key (PEM), to sign the prune checkpoints of a signed trail."
 PROGRESS_MIN_ROWS = 50_000
+EXIT_TAMPERED = 1
+EXIT_UNPROVEN = 3  # the chains verify, but without a public key truncation & co cannot be detected
+CANNOT_WITHOUT_KEY = (
+    "without the signing key's public key (--public-key) verify cannot detect rows removed from the end "
+    "of a chain, a suffix rewritten with recomputed hashes, rows renumbered after a deletion, forged rows "
+    "appended after a head, a deleted prefix behind a forged checkpoint, or a deleted chain"
+)
 
 
-def _fail(exc: AuditStoreError) -> typer.Exit:
+def _fail(exc: Exception) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
-def _database_error(db: str | None, exc: SQLAlchemyError) -> typer.Exit:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    where = display_url(resolve_url(db))
-    err.print(
-        f"error: audit database {where}: {reason[0] if reason else type(exc).__name__}; "
-        f"check that it is reachable and migrated (`policyengine db upgrade --db {where}`)",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return typer.Exit(2)
+def _open(db: str | None) -> AuditTrail:
+    return AuditTrail.open(db)
 
 
-def _engine(db: str | None) -> Engine:
-    engine = make_engine(db)
-    require_migrated(engine)
-    return engine
+def _public_keys(paths: list[Path] | None) -> list[VerifyKey]:
+    """The keys of --public-key (SigningKeyError says which file is not one)."""
+    return [VerifyKey.load(path) for path in paths or []]
 
 
 @contextmanager
@@ -75,15 +84,10 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
 @db_app.command("upgrade")
 def db_upgrade(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Create or migrate the audit schema (Alembic migrations in migrations/)."""
-    from policyengine.audit.migrate import upgrade
-
     try:
-        before, after = upgrade(db)
+        before, after = upgrade_database(db)
     except AuditStoreError as exc:
         raise _fail(exc) from None
-    except Exception as exc:  # alembic/driver errors: say which database and what to check
-        err.print(f"error: migrating {display_url(resolve_url(db))} failed: {exc}", highlight=False)
-        raise typer.Exit(2) from None
     where = display_url(resolve_url(db))
     if before == after:
         out.print(f"{where}: already at {after}", highlight=False)
@@ -92,33 +96,124 @@ def db_upgrade(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> Non
 
 
 @app.command("verify")
-def verify_cmd(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
-    """Walk every chain; report the first edited, deleted, inserted or reordered row. Exit 1 on tampering."""
-    from policyengine.audit.verify import total_rows, verify
-
+def verify_cmd(
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    public_key: list[Path] | None = typer.Option(
+        None, "--public-key", envvar="POLICYENGINE_AUDIT_PUBLIC_KEY", help=PUBLIC_KEY_HELP
+    ),
+    against: list[Path] | None = typer.Option(
+        None, "--against", help="An anchor (`audit anchor`) or export manifest whose heads must still hold."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Rows after a chain's newest signed head fail too."),
+) -> None:
+    """Walk every chain and check the signed registry: exit 0 when everything verifies, 1 on tampering,
+    2 on bad input, 3 when the chains verify but no public key was given (so truncation, recomputed
+    suffixes and deleted chains cannot be detected)."""
     try:
-        engine = _engine(db)
-        with _progress(total_rows(engine), "verifying") as progress:
-            report = verify(engine, progress)
-    except AuditStoreError as exc:
+        keys = _public_keys(public_key)
+        references = [AuditTrail.reference(path, keys) for path in against or []]
+        with _open(db) as trail, _progress(trail.total_rows(), "verifying") as progress:
+            report = trail.verify(progress, keys=keys, against=references, strict=strict)
+    except (AuditStoreError, SigningKeyError, AnchorFileError) as exc:
         raise _fail(exc) from None
-    except SQLAlchemyError as exc:
-        raise _database_error(db, exc) from None
+    _print_report(report)
+    raise typer.Exit(_verdict(report, "verified"))
+
+
+def _print_report(report: VerifyReport) -> None:
     for head in report.chains:
         state = "ok" if head.verified else "BROKEN"
+        signed = ""
+        if head.signed_seq is not None:
+            closed = ", closed" if head.closed else ""
+            tail = f"; {head.unsigned_rows} rows after it unsigned" if head.unsigned_rows else ""
+            signed = f", signed through seq {head.signed_seq}{closed}{tail}"
         out.print(
             f"chain {head.chain_id}: {head.rows} rows, seq {head.first_seq}..{head.last_seq}, "
-            f"head {head.head_hash} {state}",
+            f"head {head.head_hash} {state}{signed}",
             highlight=False,
+            soft_wrap=True,
         )
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
     for finding in report.findings:
         err.print(f"TAMPERED: {finding}", highlight=False, soft_wrap=True)
+
+
+def _verdict(report: VerifyReport, done: str) -> int:
+    """Print the summary line; the exit code (0, EXIT_TAMPERED or EXIT_UNPROVEN)."""
     summary = f"{report.rows} rows in {len(report.chains)} chains"
-    if report.ok:
-        out.print(f"verified: {summary}", highlight=False)
-        return
-    err.print(f"verify failed: {len(report.findings)} chain(s) broken; {summary}", highlight=False)
-    raise typer.Exit(1)
+    compared = f"; heads of {len(report.against)} anchor(s)/manifest(s) hold" if report.against else ""
+    if not report.ok:
+        err.print(f"verify failed: {len(report.findings)} finding(s); {summary}", highlight=False)
+        return EXIT_TAMPERED
+    if report.signatures_checked:
+        keys = ", ".join(report.registry_key_ids) or "no key"
+        out.print(
+            f"{done}: {summary}; {report.registry_entries} signed registry entries ({keys}){compared}",
+            highlight=False,
+        )
+        return 0
+    signed = (
+        f"the registry holds {report.registry_entries} signed entries ({', '.join(report.registry_key_ids)}): "
+        f"pass its public key with --public-key"
+        if report.registry_entries
+        else "the trail carries no signatures: start the server with --audit-signing-key"
+    )
+    out.print(f"hash chains verify: {summary}{compared}", highlight=False)
+    err.print(f"NOT PROVEN: {CANNOT_WITHOUT_KEY}; {signed}", highlight=False, soft_wrap=True)
+    return EXIT_UNPROVEN
+
+
+@app.command("anchor")
+def anchor_cmd(
+    out_file: Path = typer.Option(..., "--out", "-o", help="The anchor file to write (JSON)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    public_key: list[Path] | None = typer.Option(
+        None, "--public-key", envvar="POLICYENGINE_AUDIT_PUBLIC_KEY", help=PUBLIC_KEY_HELP
+    ),
+) -> None:
+    """Verify, then write every chain's head and signed head, and the registry's newest entry, for a
+    witness outside the database (`verify --against FILE` checks them later). Exit codes as verify;
+    nothing is written when verify finds tampering."""
+    try:
+        keys = _public_keys(public_key)
+        with _open(db) as trail, _progress(trail.total_rows(), "verifying") as progress:
+            report = trail.anchor(out_file, keys=keys, progress=progress)
+    except (AuditStoreError, SigningKeyError) as exc:
+        raise _fail(exc) from None
+    _print_report(report)
+    code = _verdict(report, "verified")
+    if code != EXIT_TAMPERED:
+        signed = sum(1 for head in report.chains if head.signed_seq)
+        out.print(f"wrote {out_file}: {len(report.chains)} chain heads ({signed} signed)", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("keygen")
+def keygen_cmd(
+    out_dir: Path = typer.Option(..., "--out", help="Directory for audit.key (private, 0600) and audit.pub."),
+    force: bool = typer.Option(False, "--force", help="Replace keys already there."),
+) -> None:
+    """Make an Ed25519 signing key for the audit trail: audit.key for the server, audit.pub for verify."""
+    private, public = out_dir / "audit.key", out_dir / "audit.pub"
+    existing = [str(p) for p in (private, public) if p.exists()]
+    if existing and not force:
+        raise _fail(ValueError(f"{', '.join(existing)} already exist: pass --force to replace them"))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        key = SigningKey.generate()
+        key.save(private, public)
+    except OSError as exc:
+        raise _fail(ValueError(f"cannot write the keys to {out_dir}: {exc.strerror}")) from None
+    out.print(f"wrote {private} (private, mode 0600) and {public}; key id {key.key_id}", highlight=False)
+    out.print(
+        f"serve with --audit-signing-key {private} (Kubernetes: kubectl -n policyengine-system create secret "
+        f"generic policyengine-audit-signing-key --from-file=audit.key={private}); "
+        f"verify with --public-key {public}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("export")
@@ -139,8 +234,7 @@ def export_cmd(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Export the trail (filtered) as CSV, JSONL, an HTML or PDF report, or PolicyReport YAML."""
-    from policyengine.audit.export import export
-    from policyengine.audit.query import ExportFilter, count_rows, parse_when
+    from policyengine.audit.query import ExportFilter, parse_when
 
     try:
         flt = ExportFilter(
@@ -151,14 +245,12 @@ def export_cmd(
             cluster=cluster,
             namespace=namespace,
         )
-        engine = _engine(db)
-        total = count_rows(engine, flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
+        trail = _open(db)
+        total = trail.count_rows(flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
         with _progress(total, f"exporting {fmt}") as progress:
-            result = export(engine, fmt, out_file, flt, verify_chains=verify_chains, progress=progress)
+            result = trail.export(fmt, out_file, flt, verify_chains=verify_chains, progress=progress)
     except AuditStoreError as exc:
         raise _fail(exc) from None
-    except SQLAlchemyError as exc:
-        raise _database_error(db, exc) from None
     note = ""
     if result.verification is not None:
         note = "; chains verify" if result.verification.ok else "; WARNING: chains do NOT verify"
@@ -174,9 +266,16 @@ def prune_cmd(
         None, "--retention-days", help="Keep this many days (default $POLICYENGINE_AUDIT_RETENTION_DAYS)."
     ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    signing_key: Path | None = typer.Option(
+        None, "--signing-key", envvar="POLICYENGINE_AUDIT_SIGNING_KEY", help=SIGNING_KEY_HELP
+    ),
+    public_key: list[Path] | None = typer.Option(
+        None, "--public-key", help="More public keys the registry's entries may be signed with (rotated keys)."
+    ),
 ) -> None:
-    """Delete old rows; a checkpoint per chain keeps what remains verifiable."""
-    from policyengine.audit.prune import prune, retention_cutoff
+    """Delete old rows; a checkpoint per chain keeps what remains verifiable. A signed trail is verified
+    first, pruned no further than its signed heads, and its checkpoints are signed (--signing-key)."""
+    from policyengine.audit.prune import retention_cutoff
     from policyengine.audit.query import parse_when
 
     try:
@@ -187,12 +286,12 @@ def prune_cmd(
                 "nothing to prune by: give --before DATE or --retention-days N "
                 "(or set $POLICYENGINE_AUDIT_RETENTION_DAYS)"
             )
-        engine = _engine(db)
-        pruned = prune(engine, cutoff)
-    except AuditStoreError as exc:
+        key = SigningKey.load(signing_key) if signing_key is not None else None
+        keys = _public_keys(public_key)
+        with _open(db) as trail:
+            pruned = trail.prune(cutoff, key=key, keys=keys)
+    except (AuditStoreError, SigningKeyError) as exc:
         raise _fail(exc) from None
-    except SQLAlchemyError as exc:
-        raise _database_error(db, exc) from None
     for item in pruned:
         out.print(f"chain {item.chain_id}: pruned {item.rows} rows through seq {item.through_seq}", highlight=False)
     out.print(f"pruned {sum(p.rows for p in pruned)} rows before {cutoff.isoformat()}", highlight=False)

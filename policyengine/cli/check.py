@@ -23,6 +23,7 @@ from policyengine.admission.extract.shape import ManifestError
 from policyengine.admission.manifests import STDIN, ManifestDocument, ManifestProblem, read_manifests
 from policyengine.audit import AuditRecord, AuditStoreError
 from policyengine.audit.cli_decisions import record_cli_decisions
+from policyengine.audit.signing import SigningKey, SigningKeyError
 from policyengine.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -95,6 +96,10 @@ def check_command(
     db: Annotated[
         str | None, typer.Option("--db", envvar="POLICYENGINE_AUDIT_DB", help="Audit database URL for --audit.")
     ] = None,
+    audit_signing_key: Annotated[
+        Path | None,
+        typer.Option(envvar="POLICYENGINE_AUDIT_SIGNING_KEY", help="Sign the --audit rows' chain head with this key."),
+    ] = None,
     at: Annotated[str | None, typer.Option("--time", help="Decide as of this time (ISO 8601).")] = None,
     policies: PoliciesOption = None,
     engine: EngineOption = "regorus",
@@ -160,7 +165,10 @@ def check_command(
         records.append(AuditRecord.for_manifest(decision, doc.body, source="cli", cluster=cluster, user=_user()))
     if audit:
         try:
-            recorded = record_cli_decisions(db, records)
+            key = SigningKey.load(audit_signing_key) if audit_signing_key is not None else None
+            recorded = record_cli_decisions(db, records, signing_key=key)
+        except SigningKeyError as exc:
+            fail(f"--audit-signing-key: {exc}")
         except AuditStoreError as exc:
             fail(f"cannot record the decisions in the audit trail: {exc}")
         err_console.print(f"recorded {recorded} decision(s) in the audit trail")

@@ -41,6 +41,17 @@ def serve(
             "(keep it below the webhook deadlines).",
         ),
     ] = 1.0,
+    audit_signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="POLICYENGINE_AUDIT_SIGNING_KEY",
+            help="Ed25519 private key (PEM, `policyengine audit keygen`) that signs the chain heads.",
+        ),
+    ] = None,
+    audit_sign_every_rows: Annotated[int, typer.Option(min=1, help="Sign the chain head every N rows...")] = 10_000,
+    audit_sign_every_seconds: Annotated[
+        float, typer.Option(min=0.1, help="...and every T seconds (when rows were added), and at stop.")
+    ] = 60.0,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTPS port.")] = 8443,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
@@ -107,6 +118,7 @@ def serve(
     from policyengine.api.state import AppState, describe_load_error
     from policyengine.api.tls import check_pair, make_dev_certificates
     from policyengine.audit import AuditStoreError
+    from policyengine.audit.signing import SigningKey, SigningKeyError
     from policyengine.audit.store import check_audit_store
     from policyengine.resources import default_policies
 
@@ -134,6 +146,9 @@ def serve(
             audit_url=db,
             audit_spool_dir=spool_dir,
             audit_timeout_seconds=audit_timeout,
+            audit_signing_key=audit_signing_key,
+            audit_sign_every_rows=audit_sign_every_rows,
+            audit_sign_every_seconds=audit_sign_every_seconds,
             engine=engine,
             opa_url=opa_url,
             opa_token=opa_token,
@@ -171,9 +186,15 @@ def serve(
         check_audit_store(db)
     except AuditStoreError as exc:
         raise _fail(f"audit store {db}: {exc}") from None
+    signing = "unsigned: `audit verify` cannot detect truncation without --audit-signing-key"
+    if audit_signing_key is not None:
+        try:
+            signing = f"heads signed by {SigningKey.load(audit_signing_key).key_id}"
+        except SigningKeyError as exc:
+            raise _fail(f"--audit-signing-key: {exc}") from None
     typer.echo(
         f"policyengine serving cluster {cluster} on https://{host}:{port} "
-        f"(policy {snapshot.revision[:19]}, engine {engine}, audit {db}, {workers} worker(s))"
+        f"(policy {snapshot.revision[:19]}, engine {engine}, audit {db} {signing}, {workers} worker(s))"
     )
     run(settings)
 

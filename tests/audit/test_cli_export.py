@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from audit.decisions import mixed_records
 from policyengine.audit import AuditWriter
 from policyengine.audit.chain import parse_time, row_hash
+from policyengine.audit.migrate import head_revision
 from policyengine.audit.schema import audit_decision
 from policyengine.audit.store import make_engine
 from policyengine.cli.audit import app, db_app
@@ -53,17 +54,18 @@ def test_db_upgrade_then_verify(empty_url: str) -> None:
     refused = runner.invoke(app, ["verify", "--db", empty_url])
     assert refused.exit_code == 2 and "policyengine db upgrade" in refused.output
     first = runner.invoke(db_app, ["upgrade", "--db", empty_url])
-    assert first.exit_code == 0 and "migrated (empty) -> 0002_row_format" in first.output
+    assert first.exit_code == 0 and f"migrated (empty) -> {head_revision()}" in first.output
     again = runner.invoke(db_app, ["upgrade", "--db", empty_url])
-    assert again.exit_code == 0 and "already at 0002_row_format" in again.output
-    ok = runner.invoke(app, ["verify", "--db", empty_url])
-    assert ok.exit_code == 0 and "verified: 0 rows in 0 chains" in ok.output
+    assert again.exit_code == 0 and f"already at {head_revision()}" in again.output
+    unproven = runner.invoke(app, ["verify", "--db", empty_url])  # no --public-key: exit 3
+    assert unproven.exit_code == 3 and "hash chains verify: 0 rows in 0 chains" in unproven.output
 
 
 def test_verify_exit_codes(trail: str) -> None:
     ok = runner.invoke(app, ["verify", "--db", trail])
-    assert ok.exit_code == 0, ok.output
-    assert f"verified: {ROWS} rows in 1 chains" in ok.output
+    assert ok.exit_code == 3, ok.output  # the chains verify; without a public key nothing more is proven
+    assert f"hash chains verify: {ROWS} rows in 1 chains" in ok.output
+    assert "NOT PROVEN: without the signing key's public key (--public-key) verify cannot detect" in ok.output
     engine = make_engine(trail)
     t = audit_decision
     with engine.begin() as c:
@@ -236,11 +238,11 @@ def test_prune_keeps_the_rest_verifiable(trail: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "pruned 18 rows through seq 18" in result.output  # 12:00 + 7 min steps: 18 rows before 14:00
     ok = runner.invoke(app, ["verify", "--db", trail])
-    assert ok.exit_code == 0, ok.output
-    assert f"verified: {ROWS - 18} rows" in ok.output and "seq 19..40" in ok.output
+    assert ok.exit_code == 3, ok.output
+    assert f"hash chains verify: {ROWS - 18} rows" in ok.output and "seq 19..40" in ok.output
     with AuditWriter.open(trail, chain_id="replica-1", spool_dir=tmp_path / "spool") as writer:
         writer.record(mixed_records(1, start=datetime.fromisoformat("2025-03-02T00:00:00+00:00"))[0])
-    assert runner.invoke(app, ["verify", "--db", trail]).exit_code == 0
+    assert runner.invoke(app, ["verify", "--db", trail]).exit_code == 3
     engine = make_engine(trail)
     t = audit_decision
     with engine.begin() as c:

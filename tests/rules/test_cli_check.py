@@ -114,12 +114,17 @@ def test_missing_path_and_bad_format_are_exit_2() -> None:
 def test_check_audit_records_cli_rows(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/audit.db"
     assert run("db", "upgrade", "--db", db).returncode == 0
-    result = run("check", str(EXAMPLES), "--cluster", "eu-1", "--audit", "--db", db, "--format", "json")
+    assert run("audit", "keygen", "--out", str(tmp_path / "keys")).returncode == 0
+    key = str(tmp_path / "keys" / "audit.key")
+    check = ("check", str(EXAMPLES), "--cluster", "eu-1", "--audit", "--db", db, "--format", "json")
+    result = run(*check, "--audit-signing-key", key)
     assert result.returncode == 1, result.stderr
     count = len(json.loads(result.stdout)["results"])
     assert f"recorded {count} decision(s)" in result.stderr
-    verify = run("audit", "verify", "--db", db)
+    verify = run("audit", "verify", "--db", db, "--public-key", str(tmp_path / "keys" / "audit.pub"))
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "closed" in verify.stdout  # the check's chain was signed through its last row and closed
+    assert run("audit", "verify", "--db", db).returncode == 3  # no public key: not proven
     export = run("audit", "export", "--db", db, "--format", "jsonl", "--out", str(tmp_path / "rows.jsonl"))
     assert export.returncode == 0, export.stderr
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines() if line.strip()]
