@@ -145,13 +145,14 @@ def _verdict(report: VerifyReport, done: str) -> int:
     summary = f"{report.rows} rows in {len(report.chains)} chains"
     compared = f"; heads of {len(report.against)} anchor(s)/manifest(s) hold" if report.against else ""
     if not report.ok:
-        err.print(f"verify failed: {len(report.findings)} finding(s); {summary}", highlight=False)
+        err.print(f"verify failed: {len(report.findings)} finding(s); {summary}", highlight=False, soft_wrap=True)
         return EXIT_TAMPERED
     if report.signatures_checked:
         keys = ", ".join(report.registry_key_ids) or "no key"
         out.print(
             f"{done}: {summary}; {report.registry_entries} signed registry entries ({keys}){compared}",
             highlight=False,
+            soft_wrap=True,
         )
         return 0
     signed = (
@@ -160,7 +161,7 @@ def _verdict(report: VerifyReport, done: str) -> int:
         if report.registry_entries
         else "the trail carries no signatures: start the server with --audit-signing-key"
     )
-    out.print(f"hash chains verify: {summary}{compared}", highlight=False)
+    out.print(f"hash chains verify: {summary}{compared}", highlight=False, soft_wrap=True)
     err.print(f"NOT PROVEN: {CANNOT_WITHOUT_KEY}; {signed}", highlight=False, soft_wrap=True)
     return EXIT_UNPROVEN
 
@@ -186,7 +187,8 @@ def anchor_cmd(
     code = _verdict(report, "verified")
     if code != EXIT_TAMPERED:
         signed = sum(1 for head in report.chains if head.signed_seq)
-        out.print(f"wrote {out_file}: {len(report.chains)} chain heads ({signed} signed)", highlight=False)
+        wrote = f"wrote {out_file}: {len(report.chains)} chain heads ({signed} signed)"
+        out.print(wrote, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
