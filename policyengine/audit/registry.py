@@ -2,8 +2,9 @@
 and replaying them into what they prove about each chain.
 
 Appending (`append`): a statement takes the number after the newest entry's and links to it (`prev`,
-the SHA-256 of its bytes). Two processes appending at once collide on the number; the later one
-retries on the new newest entry (`append_retrying`). Nothing here decides what to sign: the head
+the SHA-256 of its bytes). On PostgreSQL appenders take turns (a table lock that plain reads do not
+wait for); on SQLite two processes may collide on the number, and the later one retries on the new
+newest entry (`append_retrying`). Nothing here decides what to sign: the head
 signer signs what its writer wrote, prune what it pruned.
 
 Replaying (`replay`): every entry must be a statement signed by one of the given public keys, carry its
@@ -14,11 +15,12 @@ Only signed entries count; a broken one is a finding, and the replay goes on wit
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from policyengine.audit.errors import AuditStoreError
@@ -30,7 +32,7 @@ from policyengine.audit.store import display_url
 
 R = audit_registry
 READ_CHUNK = 5_000
-APPEND_ATTEMPTS = 8
+APPEND_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ def newest_entry(connection: Connection) -> Entry | None:
 def append(connection: Connection, key: SigningKey, build: Callable[[int, str], Statement]) -> Entry:
     """Sign `build(number, prev)` and store it as the next entry, inside the caller's transaction
     (IntegrityError when another process took the number first: retry the transaction)."""
+    if connection.dialect.name == "postgresql":  # one appender at a time; readers do not wait
+        connection.execute(text(f"LOCK TABLE {R.name} IN SHARE ROW EXCLUSIVE MODE"))
     newest = newest_entry(connection)
     number = newest.number + 1 if newest is not None else 1
     statement = build(number, newest.digest if newest is not None else FIRST_PREV)
@@ -123,11 +127,11 @@ def append_retrying(engine: Engine, key: SigningKey, build: Callable[[int, str],
             with engine.begin() as connection:
                 return append(connection, key, build)
         except IntegrityError:
-            time.sleep(0.01 * (attempt + 1))  # another process appended: link to its entry
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # another process appended first
         except OperationalError as exc:
             if "locked" not in str(exc) or attempt == APPEND_ATTEMPTS - 1:  # SQLite: another writer
                 raise _store_error(where, exc) from exc
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
         except SQLAlchemyError as exc:
             raise _store_error(where, exc) from exc
     raise AuditStoreError(
