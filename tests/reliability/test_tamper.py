@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit.decisions import mixed_records
+from audit.signed_trail import write_signed_chain
 from sqlalchemy import Connection, delete, func, insert, select, update
 from typer.testing import CliRunner
 
-from policyengine.audit import AuditWriter
 from policyengine.audit.chain import row_hash
-from policyengine.audit.head_signer import HeadSigner
 from policyengine.audit.migrate import upgrade
 from policyengine.audit.schema import ROW_COLUMNS, audit_checkpoint, audit_decision, audit_registry
 from policyengine.audit.sealer import Sealer
@@ -56,18 +54,6 @@ def keys(tmp_path: Path) -> tuple[SigningKey, Path]:
     key = SigningKey.generate()
     key.save(tmp_path / "audit.key", tmp_path / "audit.pub")
     return key, tmp_path / "audit.pub"
-
-
-def write_signed_chain(url: str, chain_id: str, rows: int, key: SigningKey, spool: Path) -> None:
-    """One chain as a server writes it: its head signed every 10 rows, closed at a graceful stop."""
-    writer = AuditWriter.open(url, chain_id=chain_id, spool_dir=spool)
-    signer = HeadSigner(writer, Sealer.open(url, key), every_rows=10, every_seconds=3600)
-    signer.tick()  # registered at start
-    for record in mixed_records(rows):
-        writer.record(record)
-        signer.tick()
-    writer.close()
-    signer.close()
 
 
 @pytest.fixture
