@@ -26,7 +26,7 @@ from policyengine.audit.chain import format_time
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.schema import audit_checkpoint, audit_decision
 from policyengine.audit.signing import SigningKey, VerifyKey
-from policyengine.audit.statements import Statement
+from policyengine.audit.statements import builder
 from policyengine.audit.verify import verify
 
 T, C = audit_decision, audit_checkpoint
@@ -139,20 +139,5 @@ def _prune(c: Connection, before: datetime, key: SigningKey | None, limits: dict
 
 def _sign(c: Connection, key: SigningKey, chain_id: str, seq: int, digest: str, rows: int, before: datetime) -> None:
     """The signed `prune` statement of a checkpoint, appended in the pruning transaction."""
-    now = datetime.now(UTC)
-
-    def build(number: int, prev: str) -> Statement:
-        return Statement(
-            kind="prune",
-            number=number,
-            prev=prev,
-            chain_id=chain_id,
-            seq=seq,
-            hash=digest,
-            time=now,
-            key_id=key.key_id,
-            pruned_rows=rows,
-            pruned_before=before,
-        )
-
-    registry.append(c, key, build)
+    fields = {"seq": seq, "hash": digest, "pruned_rows": rows, "pruned_before": before}
+    registry.append(c, key, builder("prune", chain_id, key.key_id, **fields))

@@ -22,7 +22,8 @@ the bytes themselves and verify checks the stored bytes, never a re-encoding.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
@@ -98,6 +99,18 @@ class Statement(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "statement"
             raise StatementError(f"{where}: {first['msg']}") from None
+
+
+def builder(kind: Kind, chain_id: str, key_id: str, **fields: object) -> Callable[[int, str], Statement]:
+    """The statement to append, once the registry gives it its number and `prev` (`registry.append`);
+    signed now, by `key_id`."""
+    when = datetime.now(UTC)
+
+    def build(number: int, prev: str) -> Statement:
+        values = {"kind": kind, "number": number, "prev": prev, "chain_id": chain_id, "time": when, "key_id": key_id}
+        return Statement.model_validate({**values, **fields})
+
+    return build
 
 
 def digest(data: bytes | str) -> str:

@@ -7,6 +7,7 @@ database, and what to do. Nothing outside `policyengine/audit/` talks SQL: the C
         trail.export("csv", Path("out.csv"), ExportFilter(...))
         trail.prune(cutoff, key=SigningKey.load(path))
         trail.anchor(Path("anchor.json"), keys=[...])
+        trail.seal_unsigned(SigningKey.load(path))  # chains written before the key was configured
     upgrade_database(url)                          # Alembic migrations: (before, after)
 """
 
@@ -28,10 +29,11 @@ from policyengine.audit.migrate import upgrade
 from policyengine.audit.prune import Pruned, prune
 from policyengine.audit.query import ExportFilter, count_rows
 from policyengine.audit.registry import newest_entry
+from policyengine.audit.sealer import seal_unsigned
 from policyengine.audit.signing import SigningKey, VerifyKey
 from policyengine.audit.store import display_url, make_engine, require_migrated, resolve_url
 from policyengine.audit.verify import total_rows, verify
-from policyengine.audit.verify_report import VerifyReport
+from policyengine.audit.verify_report import ChainHead, VerifyReport
 
 Progress = Callable[[int], None] | None
 
@@ -124,6 +126,11 @@ class AuditTrail:
         except OSError as exc:
             raise AuditStoreError(f"cannot write the anchor {out}: {exc.strerror}; choose another --out") from exc
         return report
+
+    def seal_unsigned(self, key: SigningKey, *, keys: Sequence[VerifyKey] = ()) -> list[ChainHead]:
+        """Sign the chains no signed statement names yet, as they are (see `sealer.seal_unsigned`)."""
+        with self._errors("sealing"):
+            return seal_unsigned(self.engine, key, keys)
 
     @staticmethod
     def reference(path: Path, keys: Sequence[VerifyKey] = ()) -> Reference:

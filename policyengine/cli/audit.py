@@ -1,4 +1,4 @@
-"""`policyengine audit verify|anchor|export|prune|keygen` and `policyengine db upgrade`.
+"""`policyengine audit verify|anchor|export|prune|seal|keygen` and `policyengine db upgrade`.
 
 Everything touching the database goes through `policyengine.audit.trail` (no SQL here); its errors
 arrive as AuditStoreError, reported with exit code 2.
@@ -190,6 +190,29 @@ def anchor_cmd(
         wrote = f"wrote {out_file}: {len(report.chains)} chain heads ({signed} signed)"
         out.print(wrote, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@app.command("seal")
+def seal_cmd(
+    signing_key: Path = typer.Option(
+        ..., "--signing-key", envvar="POLICYENGINE_AUDIT_SIGNING_KEY", help="The signing key (PEM)."
+    ),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    public_key: list[Path] | None = typer.Option(
+        None, "--public-key", help="More public keys the registry's entries may be signed with (rotated keys)."
+    ),
+) -> None:
+    """Sign the heads of chains no signed statement names yet (written before the key was configured, or
+    by `check --audit` without it), after verifying everything else: you vouch for them as they are now."""
+    try:
+        key = SigningKey.load(signing_key)
+        with _open(db) as trail:
+            sealed = trail.seal_unsigned(key, keys=_public_keys(public_key))
+    except (AuditStoreError, SigningKeyError) as exc:
+        raise _fail(exc) from None
+    for head in sealed:
+        out.print(f"chain {head.chain_id}: signed as found, through seq {head.last_seq}", highlight=False)
+    out.print(f"sealed {len(sealed)} chain(s) with {key.key_id}", highlight=False)
 
 
 @app.command("keygen")

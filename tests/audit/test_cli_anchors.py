@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
+from audit.decisions import mixed_records
 from audit.signed_trail import write_signed_chain
+from policyengine.audit import AuditWriter
 from policyengine.audit.schema import audit_checkpoint, audit_decision
 from policyengine.audit.signing import SigningKey
 from policyengine.audit.store import make_engine
@@ -202,3 +204,29 @@ def test_a_signed_prune_by_date(signed: str, keys: tuple[SigningKey, Path, Path]
     assert code == 0 and "chain a: pruned 9 rows through seq 9" in output and "chain b: pruned 9 rows" in output
     code, output = cli("audit", "verify", "--db", signed, "--public-key", str(keys[2]))
     assert code == 0 and "chain a: 31 rows, seq 10..40" in output
+
+
+def test_seal_signs_chains_written_before_the_key(
+    db_url: str, keys: tuple[SigningKey, Path, Path], tmp_path: Path
+) -> None:
+    """A trail from before signing was configured (one chain pruned): verify with the key calls its
+    chains unsigned until `audit seal` vouches for them; then tampering shows again."""
+    with AuditWriter.open(db_url, chain_id="legacy", spool_dir=tmp_path / "spool") as writer:
+        for record in mixed_records(20):
+            writer.record(record)
+    code, output = cli("audit", "prune", "--db", db_url, "--before", "2025-03-01T13:00:00Z")  # unsigned prune
+    assert code == 0 and "pruned 9 rows" in output
+    write_signed_chain(db_url, "new", 5, keys[0], tmp_path / "spool")
+    code, output = cli("audit", "verify", "--db", db_url, "--public-key", str(keys[2]))
+    assert code == 1 and "chain legacy seq 10: unsigned: no signed statement names this chain" in output
+    code, output = cli("audit", "seal", "--db", db_url, "--signing-key", str(keys[1]))
+    assert code == 0, output
+    assert "chain legacy: signed as found, through seq 20" in output and "sealed 1 chain(s)" in output
+    code, output = cli("audit", "verify", "--db", db_url, "--public-key", str(keys[2]))
+    assert code == 0, output
+    assert "chain legacy: 11 rows, seq 10..20," in output and "signed through seq 20" in output
+    _truncate(db_url, "legacy", 15)
+    code, output = cli("audit", "verify", "--db", db_url, "--public-key", str(keys[2]))
+    assert code == 1 and "chain legacy seq 16: truncated" in output
+    code, output = cli("audit", "seal", "--db", db_url, "--signing-key", str(keys[1]))
+    assert code == 2 and "sealing would vouch for them" in output
