@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ def read_reference(path: Path, keys: Sequence[VerifyKey] = ()) -> Reference:
                 raise AnchorFileError(f"{path}: registry.digest is not the digest of registry.statement")
         registry = (reg.number, reg.digest)
     when = f" of {document.generated_at}" if document.generated_at else ""
-    return Reference(f"{path}{when}", tuple(heads), registry)
+    return Reference(f"{path}{when}", tuple(dict.fromkeys(heads)), registry)
 
 
 def _checked(path: Path, where: str, signed: _Signed, keys: dict[str, VerifyKey]) -> Statement:
@@ -151,8 +151,19 @@ def judge(
     stored_hash: StoredHash,
     engine: Engine,
 ) -> None:
-    """Add to `report` every head of `reference` the trail no longer holds."""
+    """Add to `report` every head of `reference` the trail no longer holds (and mark those chains)."""
     report.against.append(reference.source)
+    before = len(report.findings)
+    _judge_heads(report, reference, checkpoints, stored_hash)
+    broken = {finding.chain_id for finding in report.findings[before:]}
+    report.chains = [replace(h, verified=False) if h.chain_id in broken else h for h in report.chains]
+    if reference.registry is not None:
+        _judge_registry(report, reference, engine)
+
+
+def _judge_heads(
+    report: VerifyReport, reference: Reference, checkpoints: dict[str, tuple[int, str]], stored_hash: StoredHash
+) -> None:
     heads = {head.chain_id: head for head in report.chains}
     source = reference.source
     for chain_id, seq, expected in reference.heads:
@@ -188,30 +199,33 @@ def judge(
                     f"rows up to it were rewritten",
                 )
             )
-    if reference.registry is not None:
-        number, expected = reference.registry
-        entry = entry_at(engine, number)
-        if entry is None:
-            entries, _ = registry_summary(engine)
-            report.findings.append(
-                Finding(
-                    "rolled-back",
-                    "",
-                    number,
-                    f"the signed registry has {entries} entries; {source} saw entry {number}: "
-                    f"its newest entries were dropped",
-                )
+
+
+def _judge_registry(report: VerifyReport, reference: Reference, engine: Engine) -> None:
+    assert reference.registry is not None
+    source, (number, expected) = reference.source, reference.registry
+    entry = entry_at(engine, number)
+    if entry is None:
+        entries, _ = registry_summary(engine)
+        report.findings.append(
+            Finding(
+                "rolled-back",
+                "",
+                number,
+                f"the signed registry has {entries} entries; {source} saw entry {number}: "
+                f"its newest entries were dropped",
             )
-        elif entry.digest != expected:
-            report.findings.append(
-                Finding(
-                    "rolled-back",
-                    "",
-                    number,
-                    f"entry {number} hashes to {entry.digest[:16]}…; {source} saw {expected[:16]}…: "
-                    f"the registry was replaced from there",
-                )
+        )
+    elif entry.digest != expected:
+        report.findings.append(
+            Finding(
+                "rolled-back",
+                "",
+                number,
+                f"entry {number} hashes to {entry.digest[:16]}…; {source} saw {expected[:16]}…: "
+                f"the registry was replaced from there",
             )
+        )
 
 
 def anchor_document(report: VerifyReport, database: str, newest: Entry | None) -> dict[str, Any]:

@@ -231,7 +231,8 @@ def keygen_cmd(
         key.save(private, public)
     except OSError as exc:
         raise _fail(ValueError(f"cannot write the keys to {out_dir}: {exc.strerror}")) from None
-    out.print(f"wrote {private} (private, mode 0600) and {public}; key id {key.key_id}", highlight=False)
+    wrote = f"wrote {private} (private, mode 0600) and {public}; key id {key.key_id}"
+    out.print(wrote, highlight=False, soft_wrap=True)
     out.print(
         f"serve with --audit-signing-key {private} (Kubernetes: kubectl -n policyengine-system create secret "
         f"generic policyengine-audit-signing-key --from-file=audit.key={private}); "
