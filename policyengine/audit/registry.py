@@ -2,9 +2,9 @@
 and replaying them into what they prove about each chain.
 
 Appending (`append`): a statement takes the number after the newest entry's and links to it (`prev`,
-the SHA-256 of its bytes). On PostgreSQL appenders take turns (a table lock that plain reads do not
-wait for); on SQLite two processes may collide on the number, and the later one retries on the new
-newest entry (`append_retrying`). Nothing here decides what to sign: the head
+the SHA-256 of its bytes). On PostgreSQL appenders take turns (a transaction-level advisory lock,
+which plain reads do not wait for); on SQLite two processes may collide on the number, and the later
+one retries on the new newest entry (`append_retrying`). Nothing here decides what to sign: the head
 signer signs what its writer wrote, prune what it pruned.
 
 Replaying (`replay`): every entry must be a statement signed by one of the given public keys, carry its
@@ -15,6 +15,7 @@ Only signed entries count; a broken one is a finding, and the replay goes on wit
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +34,9 @@ from policyengine.audit.store import display_url
 R = audit_registry
 READ_CHUNK = 5_000
 APPEND_ATTEMPTS = 20
+# The PostgreSQL advisory lock appenders take in turn (needs no privilege beyond connecting, unlike LOCK
+# TABLE): the first 8 bytes of SHA-256("policyengine audit registry") as a signed integer.
+APPEND_LOCK = int.from_bytes(hashlib.sha256(b"policyengine audit registry").digest()[:8], "big", signed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,7 @@ def append(connection: Connection, key: SigningKey, build: Callable[[int, str], 
     """Sign `build(number, prev)` and store it as the next entry, inside the caller's transaction
     (IntegrityError when another process took the number first: retry the transaction)."""
     if connection.dialect.name == "postgresql":  # one appender at a time; readers do not wait
-        connection.execute(text(f"LOCK TABLE {R.name} IN SHARE ROW EXCLUSIVE MODE"))
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
     newest = newest_entry(connection)
     number = newest.number + 1 if newest is not None else 1
     statement = build(number, newest.digest if newest is not None else FIRST_PREV)
