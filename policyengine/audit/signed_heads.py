@@ -126,7 +126,7 @@ def _judge_chain(
                 f"deleted within that time)"
             )
         return out
-    if signed.head is None or signed.head.head[0] == 0:
+    if signed.head is None:
         return out
     seq, digest = signed.head.head
     at = _when(signed.head.time)
@@ -143,18 +143,21 @@ def _judge_chain(
         return out
     if seq < head.first_seq - 1:
         return out  # pruned past the signed head: the signed prune statement vouches for the start
-    found = checkpoint[1] if checkpoint is not None and seq == checkpoint[0] else stored_hash(chain_id, seq)
-    if found is not None and found != digest:
-        out.append(
-            Finding(
-                "rewritten",
-                chain_id,
-                seq,
-                f"the row at seq {seq} hashes to {found[:16]}…, its signed head ({at}) to {digest[:16]}…: "
-                f"rows up to it were rewritten (hashes recomputed, or rows renumbered after a deletion)",
+    if seq > 0:
+        at_checkpoint = checkpoint is not None and seq == checkpoint[0]
+        found = checkpoint[1] if checkpoint is not None and at_checkpoint else stored_hash(chain_id, seq)
+        if found is not None and found != digest:
+            out.append(
+                Finding(
+                    "rewritten",
+                    chain_id,
+                    seq,
+                    f"the row at seq {seq} hashes to {found[:16]}…, its signed head ({at}) to {digest[:16]}…: "
+                    f"rows up to it were rewritten (hashes recomputed, or rows renumbered after a deletion)",
+                )
             )
-        )
-    elif signed.closed and head.last_seq > seq:
+            return out
+    if signed.closed and head.last_seq > seq:
         out.append(
             Finding(
                 "appended",

@@ -60,10 +60,6 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _open(db: str | None) -> AuditTrail:
-    return AuditTrail.open(db)
-
-
 def _public_keys(paths: list[Path] | None) -> list[VerifyKey]:
     """The keys of --public-key (SigningKeyError says which file is not one)."""
     return [VerifyKey.load(path) for path in paths or []]
@@ -112,7 +108,7 @@ def verify_cmd(
     try:
         keys = _public_keys(public_key)
         references = [AuditTrail.reference(path, keys) for path in against or []]
-        with _open(db) as trail, _progress(trail.total_rows(), "verifying") as progress:
+        with AuditTrail.open(db) as trail, _progress(trail.total_rows(), "verifying") as progress:
             report = trail.verify(progress, keys=keys, against=references, strict=strict)
     except (AuditStoreError, SigningKeyError, AnchorFileError) as exc:
         raise _fail(exc) from None
@@ -179,7 +175,7 @@ def anchor_cmd(
     nothing is written when verify finds tampering."""
     try:
         keys = _public_keys(public_key)
-        with _open(db) as trail, _progress(trail.total_rows(), "verifying") as progress:
+        with AuditTrail.open(db) as trail, _progress(trail.total_rows(), "verifying") as progress:
             report = trail.anchor(out_file, keys=keys, progress=progress)
     except (AuditStoreError, SigningKeyError) as exc:
         raise _fail(exc) from None
@@ -206,7 +202,7 @@ def seal_cmd(
     by `check --audit` without it), after verifying everything else: you vouch for them as they are now."""
     try:
         key = SigningKey.load(signing_key)
-        with _open(db) as trail:
+        with AuditTrail.open(db) as trail:
             sealed = trail.seal_unsigned(key, keys=_public_keys(public_key))
     except (AuditStoreError, SigningKeyError) as exc:
         raise _fail(exc) from None
@@ -271,7 +267,7 @@ def export_cmd(
             cluster=cluster,
             namespace=namespace,
         )
-        trail = _open(db)
+        trail = AuditTrail.open(db)
         total = trail.count_rows(flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
         with _progress(total, f"exporting {fmt}") as progress:
             result = trail.export(fmt, out_file, flt, verify_chains=verify_chains, progress=progress)
@@ -314,7 +310,7 @@ def prune_cmd(
             )
         key = SigningKey.load(signing_key) if signing_key is not None else None
         keys = _public_keys(public_key)
-        with _open(db) as trail:
+        with AuditTrail.open(db) as trail:
             pruned = trail.prune(cutoff, key=key, keys=keys)
     except (AuditStoreError, SigningKeyError) as exc:
         raise _fail(exc) from None

@@ -8,13 +8,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, select, update
 from typer.testing import CliRunner
 
 from audit.decisions import mixed_records
 from audit.signed_trail import write_signed_chain
 from policyengine.audit import AuditWriter
-from policyengine.audit.schema import audit_checkpoint, audit_decision
+from policyengine.audit.chain import row_hash
+from policyengine.audit.schema import ROW_COLUMNS, audit_checkpoint, audit_decision
 from policyengine.audit.signing import SigningKey
 from policyengine.audit.store import make_engine
 from policyengine.cli.main import app
@@ -230,3 +231,23 @@ def test_seal_signs_chains_written_before_the_key(
     assert code == 1 and "chain legacy seq 16: truncated" in output
     code, output = cli("audit", "seal", "--db", db_url, "--signing-key", str(keys[1]))
     assert code == 2 and "sealing would vouch for them" in output
+
+
+def test_rows_forged_into_a_closed_empty_chain_are_appended(
+    signed: str, keys: tuple[SigningKey, Path, Path], tmp_path: Path
+) -> None:
+    """A process that stopped without writing a row closed its chain at seq 0: a forged first row is
+    caught like any row after a closed head."""
+    write_signed_chain(signed, "idle", 0, keys[0], tmp_path / "spool")
+    code, output = cli("audit", "verify", "--db", signed, "--public-key", str(keys[2]))
+    assert code == 0, output
+    engine = make_engine(signed)
+    with engine.begin() as c:
+        columns = [T.c[name] for name in ROW_COLUMNS]
+        row = dict(c.execute(select(*columns).where(T.c.chain_id == "a", T.c.seq == 1)).mappings().one())
+        row.update(chain_id="idle", decision_id="forged")
+        row["hash"] = row_hash(row)
+        c.execute(insert(T).values(**row))
+    engine.dispose()
+    code, output = cli("audit", "verify", "--db", signed, "--public-key", str(keys[2]))
+    assert code == 1 and "chain idle seq 1: appended: 1 row(s) after seq 0, where the chain was closed" in output
