@@ -39,16 +39,6 @@ def test_durable_head_follows_the_rows_written(db_url: str, tmp_path: Path) -> N
     assert head == _stored_head(db_url, "durable")
 
 
-def test_a_reopened_chain_has_no_durable_head_until_it_writes(db_url: str, tmp_path: Path) -> None:
-    with AuditWriter.open(db_url, chain_id="again", spool_dir=tmp_path) as writer:
-        writer.record(admission_record(gdpr_denial()))
-    with AuditWriter.open(db_url, chain_id="again", spool_dir=tmp_path) as writer:
-        assert writer.durable_head() is None  # read back from the database, not written by this writer
-        writer.record(admission_record(gdpr_denial(1), 1))
-        assert writer.durable_head() == _stored_head(db_url, "again")
-        assert writer.durable_head()[0] == 2  # type: ignore[index]
-
-
 def test_durable_head_on_the_event_loop(pg_url: str, tmp_path: Path) -> None:
     async def run() -> tuple[int, str] | None:
         writer = AuditWriter.open(pg_url, chain_id="loop", spool_dir=tmp_path)
