@@ -168,3 +168,41 @@ def test_cancelling_the_task_waits_for_the_checkpoint_in_flight(db_url: str, tmp
         ("head", 1, False),
         ("head", 1, True),
     ]
+
+
+def test_a_frozen_database_does_not_hold_up_the_stop(
+    own_postgres: OwnPostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOPped PostgreSQL: the checkpoint in flight never returns. Cancelling the task and the final
+    checkpoint each wait `stop_seconds`, then give up saying so; the loop and the process are free."""
+    writer = AuditWriter.open(own_postgres.url, chain_id="frozen", spool_dir=tmp_path, timeout_s=1.0)
+    sealer = Sealer.open(own_postgres.url, SigningKey.generate(), check_schema=False)
+    signer = HeadSigner(writer, sealer, poll_seconds=0.05, stop_seconds=1.0)
+    writer.record(admission_record(gdpr_denial()))
+    own_postgres.freeze()
+    try:
+
+        async def run() -> float:
+            task = asyncio.create_task(signer.run())
+            await asyncio.sleep(0.5)  # registering the chain: stuck on the frozen database
+            started = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - started
+
+        with caplog.at_level(logging.WARNING, logger="policyengine.audit"):
+            assert asyncio.run(run()) < 5  # stop_seconds, and asyncio.run did not wait for the thread
+            started = time.monotonic()
+            signer.close()
+            assert time.monotonic() - started < 1
+            assert any("did not answer a checkpoint within 1 s" in r.getMessage() for r in caplog.records)
+            idle = HeadSigner(writer, Sealer.open(own_postgres.url, SigningKey.generate(), check_schema=False))
+            idle.stop_seconds = 1.0
+            started = time.monotonic()
+            idle.close()  # its final checkpoint never returns: given up after stop_seconds
+            assert time.monotonic() - started < 5
+        assert any("is not signed: the database did not answer within 1 s" in r.getMessage() for r in caplog.records)
+        writer.close()
+    finally:
+        own_postgres.thaw()
