@@ -98,7 +98,7 @@ def test_decide_answers_the_decision(client: TestClient, pg_url: str) -> None:
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        (b"not json", "(body)"),
+        (b"[]", "(body)"),
         (b"{}", "service"),
         (
             b'{"service": "checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}',
@@ -117,6 +117,25 @@ def test_decide_rejects_bad_routes_saying_where(client: TestClient, body: bytes,
     problems = answer.json()["problems"]
     assert any(p["where"] == where for p in problems), problems
     assert answer.json()["remedy"]
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "what"),
+    [
+        (b"not json", "(body)", "not JSON at line 1 column 1"),
+        (b'{"service": "shop/check\\u0000out"}', "service", "NUL"),
+        (b'{"service": "shop/\\udc00"}', "service", "lone surrogate"),
+        (b'{"via": ' + b"9" * 5000 + b"}", "via", "64-bit"),
+        (b'{"source": ' + b"[" * 100 + b"]" * 100 + b"}", "source[0]", "nested deeper than 64"),
+    ],
+)
+def test_decide_refuses_json_it_cannot_hold_saying_where(
+    client: TestClient, body: bytes, where: str, what: str
+) -> None:
+    answer = client.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()["problems"][0]
+    assert problem["where"].startswith(where) and what in problem["what"], problem
 
 
 def test_decide_refuses_a_huge_body(client: TestClient) -> None:

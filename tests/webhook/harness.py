@@ -117,6 +117,10 @@ class Server:
     def __post_init__(self) -> None:
         self.client = httpx.Client(base_url=self.base_url, verify=ssl_context(self.ca), timeout=10)
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def post_review(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         answer = self.client.post(path, json=body)
         assert answer.status_code == 200, answer.text
