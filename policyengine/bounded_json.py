@@ -97,10 +97,50 @@ def parse(body: bytes | str) -> Any:
         value = json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise JsonRefused("not_json", f"not JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise JsonRefused("too_deep", f"nested deeper than {MAX_DEPTH} arrays and objects") from None
+    except RecursionError:  # nested some 1,000 deep: find where it passed the limit without recursing
+        raise JsonRefused(
+            "too_deep", f"nested deeper than {MAX_DEPTH} arrays and objects", _where(_too_deep_at(text))
+        ) from None
     check(value)
     return value
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
+
+
+def _too_deep_at(text: str) -> Any:
+    """The trail of the first container nested deeper than MAX_DEPTH, by scanning tokens (for text too
+    deep for the recursive parser; it stops at that container)."""
+    # One entry per open container: [is_object, current key or index, expecting a key].
+    open_: list[list[Any]] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            if len(open_) >= MAX_DEPTH:
+                trail = None
+                for entry in open_:
+                    trail = (trail, entry[1])
+                return trail
+            open_.append([token == "{", 0 if token == "[" else "", token == "{"])
+        elif token in "]}":
+            if open_:
+                open_.pop()
+        elif token == ",":
+            if open_:
+                top = open_[-1]
+                if top[0]:
+                    top[2] = True
+                else:
+                    top[1] += 1
+        elif token == ":":
+            if open_:
+                open_[-1][2] = False
+        elif open_ and open_[-1][0] and open_[-1][2]:
+            try:
+                open_[-1][1] = json.loads(token)
+            except ValueError:
+                open_[-1][1] = token.strip('"')
+    return None
 
 
 def check(root: Any) -> None:
@@ -164,12 +204,14 @@ def _where(trail: Any) -> str:
         parts.append(key)
     parts.reverse()
     if len(parts) > 16:  # a path as deep as the nesting limit: its start and end say enough
-        parts = [*parts[:8], f"…{len(parts) - 12} more…", *parts[-4:]]
+        parts = [*parts[:8], f"[…{len(parts) - 12} more levels…]", *parts[-4:]]
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.match(part) or part.startswith("…"):
+        elif part.startswith("[…"):
+            out += part
+        elif _PLAIN_KEY.match(part):
             out += f".{part}" if out else part
         else:
             out += "[" + json.dumps(part[:80] + ("…" if len(part) > 80 else "")) + "]"
