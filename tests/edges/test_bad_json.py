@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 import pytest
-
-from edges.conftest import tracebacks
 from webhook.harness import Server, review
 from webhook.objects import exported_service, http_route
+
+from edges.conftest import tracebacks
 
 JSON = {"content-type": "application/json"}
 
