@@ -117,7 +117,7 @@ def _too_deep_at(text: str) -> Any:
         token = match.group()
         if token in "[{":
             if len(open_) >= MAX_DEPTH:
-                trail = None
+                trail: Any = None
                 for entry in open_:
                     trail = (trail, entry[1])
                 return trail

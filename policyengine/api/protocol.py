@@ -13,8 +13,10 @@ keeps everything of uvicorn's protocol and adds, per connection:
 - a **head size and header count limit**: at most `max_head_bytes` of request line and headers and
   `max_headers` headers, else 431 and the connection is closed (bytes are counted as they arrive, so at
   most one read beyond the limit is ever buffered);
-- a response sent before its request's body was read to the end closes the connection, so a client
-  cannot keep streaming a refused body into it;
+- a response sent before its request's body was read to the end closes the connection, unless what is
+  left of the body is small (at most `DRAIN_BYTES`, declared): that is read and dropped as uvicorn
+  does, so a refusal that never read a small body keeps the connection; a client cannot keep streaming
+  a large or chunked refused body into it;
 - the client certificate of the TLS connection in the ASGI scope, as the ASGI TLS extension
   (`scope["extensions"]["tls"]["client_cert_chain"]`, PEM), which uvicorn leaves out.
 
@@ -32,6 +34,8 @@ from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+DRAIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0  # bytes received while a head was incomplete
         self._head_size = 0  # request line and header bytes parsed so far
         self._header_count = 0
+        self._body_left: int | None = None  # declared body bytes not received yet (None: chunked)
         self._tls: dict[str, Any] | None = None
 
     # -- the connection --------------------------------------------------------------------------------
@@ -123,8 +128,17 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_body = True
+        self._body_left = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                self._body_left = int(value)
         self._arm(self.limits.body_seconds, self._body_timed_out)
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._body_left is not None:
+            self._body_left -= len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
@@ -133,8 +147,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        if self._in_body and not self.transport.is_closing():
-            self.transport.close()  # answered before its body was read: do not read on into it
+        draining = self._body_left is not None and self._body_left <= DRAIN_BYTES
+        if self._in_body and not draining and not self.transport.is_closing():
+            self.transport.close()  # answered before a large body was read: do not read on into it
             return
         super().on_response_complete()
 

@@ -171,6 +171,8 @@ def serve(
                 load_ca_file(path)
             except ValueError as exc:
                 raise _fail(f"{flag} {exc}") from None
+    if tls_min_version not in ("1.2", "1.3"):
+        raise _fail(f"--tls-min-version {tls_min_version}: use 1.2 (AEAD suites only) or 1.3")
     if client_cn is not None and client_ca is None:
         raise _fail("--client-cn needs --client-ca (the CA that issued the API server's client certificate)")
     api_tokens: tuple[str, ...] = ()
