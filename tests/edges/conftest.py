@@ -19,3 +19,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("edges"))
     yield running
     running.stop()
+
+
+@pytest.fixture
+def pg_url(pg_empty_url: str) -> str:
+    """A fresh migrated PostgreSQL database (tests/conftest.py drops it after the test)."""
+    from policyengine.audit.migrate import upgrade
+
+    upgrade(pg_empty_url)
+    return pg_empty_url
