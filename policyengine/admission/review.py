@@ -37,13 +37,23 @@ class ReviewError(Exception):
         self.where = where
 
 
+# Longest values Kubernetes gives these fields (names are DNS subdomains, namespaces DNS labels) and the
+# audit trail keeps; a review with a longer one is refused at the edge, not by the database later.
+MAX_NAME = 253
+MAX_NAMESPACE = 63
+MAX_KIND = 128
+MAX_API_VERSION = 128
+MAX_USERNAME = 512
+MAX_UID = 128
+
+
 class GroupVersionKind(BaseModel):
     """`request.kind`: which kind the object is (`group` is empty for the core group)."""
 
     model_config = ConfigDict(extra="allow")
-    group: str = ""
-    version: str = Field(min_length=1)
-    kind: str = Field(min_length=1)
+    group: str = Field(default="", max_length=MAX_NAME)
+    version: str = Field(min_length=1, max_length=MAX_NAMESPACE)
+    kind: str = Field(min_length=1, max_length=MAX_KIND)
 
     @property
     def api_version(self) -> str:
@@ -54,7 +64,7 @@ class UserInfo(BaseModel):
     """Who sent the request to the API server."""
 
     model_config = ConfigDict(extra="allow")
-    username: str = ""
+    username: str = Field(default="", max_length=MAX_USERNAME)
     uid: str = ""
     groups: list[str] = Field(default_factory=list)
 
@@ -63,10 +73,10 @@ class AdmissionRequest(BaseModel):
     """`request` of an AdmissionReview v1 (only the fields the webhook reads are typed)."""
 
     model_config = ConfigDict(extra="allow")
-    uid: str = Field(min_length=1)
+    uid: str = Field(min_length=1, max_length=MAX_UID)
     kind: GroupVersionKind
-    name: str = ""
-    namespace: str = ""
+    name: str = Field(default="", max_length=MAX_NAME)
+    namespace: str = Field(default="", max_length=MAX_NAMESPACE)
     operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
     userInfo: UserInfo = Field(default_factory=UserInfo)
     object: dict[str, Any] | None = None
@@ -166,9 +176,13 @@ def check_object(request: AdmissionRequest) -> dict[str, Any] | None:
         if request.operation in ("CREATE", "UPDATE"):
             raise ReviewError("shape", f"request.object is missing on {request.operation}", "request.object")
         return None
-    for key in ("apiVersion", "kind"):
+    for key, longest in (("apiVersion", MAX_API_VERSION), ("kind", MAX_KIND)):
         if not isinstance(obj.get(key), str) or not obj.get(key):
             raise ReviewError("shape", f"request.object.{key} is missing or not a string", f"request.object.{key}")
+        if len(obj[key]) > longest:
+            raise ReviewError(
+                "shape", f"request.object.{key} is longer than {longest} characters", f"request.object.{key}"
+            )
     if obj["kind"] != request.kind.kind:
         raise ReviewError(
             "shape",
@@ -178,6 +192,11 @@ def check_object(request: AdmissionRequest) -> dict[str, Any] | None:
     metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ReviewError("shape", "request.object.metadata is not an object", "request.object.metadata")
+    for key, longest in (("name", MAX_NAME), ("generateName", MAX_NAME), ("namespace", MAX_NAMESPACE)):
+        value = metadata.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > longest):
+            where = f"request.object.metadata.{key}"
+            raise ReviewError("shape", f"{where} must be a string of at most {longest} characters", where)
     for key in ("labels", "annotations"):
         value = metadata.get(key)
         if value is not None and (

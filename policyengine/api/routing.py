@@ -215,7 +215,7 @@ class DataIn(BaseModel):
 
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cluster: str = Field(min_length=1, max_length=253)
+    cluster: str = Field(min_length=1, max_length=128)  # the audit trail keeps cluster names of 128
     workload: str | None = Field(default=None, max_length=253, pattern=r"^[^/\s]+/[^/\s]+$")
     data: DataIn | None = None  # omitted: classified from `workload` by the policy repo
 

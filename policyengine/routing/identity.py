@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-MAX_IDENTITY_LENGTH = 2048  # SPIFFE IDs are at most 2048 bytes (SPIFFE ID spec, 2.3)
+# SPIFFE IDs may be 2048 bytes (SPIFFE ID spec, 2.3); the audit trail keeps callers of at most 512.
+MAX_IDENTITY_LENGTH = 512
 MAX_HOST_LENGTH = 253  # a DNS name
 MAX_XFCC_LENGTH = 16384
 
@@ -61,7 +62,8 @@ def parse_identity(raw: str, where: str) -> SourceIdentity:
         raise RequestProblem("the source identity is empty", where, "send the caller's SPIFFE ID")
     if len(value) > MAX_IDENTITY_LENGTH:
         raise RequestProblem(
-            f"the source identity is {len(value)} bytes, more than {MAX_IDENTITY_LENGTH}",
+            f"the source identity is {len(value)} bytes, more than {MAX_IDENTITY_LENGTH} (the longest caller the "
+            "audit trail keeps)",
             where,
             "send the caller's SPIFFE ID, not a certificate or a token",
         )

@@ -53,7 +53,8 @@ def test_envoy_style_authz_answers_cluster_and_decision_id(client: TestClient) -
     [
         ({"host": CATALOG_HOST}, "x-policyengine-source"),
         ({"host": CATALOG_HOST, "x-policyengine-source": "root"}, "SPIFFE"),
-        ({"host": CATALOG_HOST, "x-policyengine-source": "spiffe://acme.example/" + "a" * 5000}, "2048"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": "spiffe://acme.example/" + "a" * 5000}, "512"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": "a" * 600 + "/b"}, "512"),
         (
             {"host": CATALOG_HOST, "x-forwarded-client-cert": "Hash=1;" + "x" * 20000},
             "x-forwarded-client-cert",

@@ -180,10 +180,13 @@ def copy_policies(tmp_path: Path) -> Path:
     return target
 
 
-def start_server(tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None) -> Server:
-    """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log)."""
+def start_server(
+    tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None, audit_url: str | None = None
+) -> Server:
+    """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log). The audit
+    store is a SQLite file in `tmp_path` unless `audit_url` names another (it is migrated here)."""
     certs = make_dev_certificates(tmp_path / "tls", reuse=False)
-    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    audit_url = audit_url or f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(audit_url)
     policies = policies or copy_policies(tmp_path)
     token_file = tmp_path / "admin-token"
