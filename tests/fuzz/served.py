@@ -24,7 +24,7 @@ def scale() -> int:
 
 
 def serve(tmp_path: Path, audit_url: str, *extra: str) -> Server:
-    return start_server(tmp_path, "--log-level", "info", *extra, audit_url=audit_url)
+    return start_server(tmp_path, *extra, audit_url=audit_url)
 
 
 def tracebacks(log: Path) -> list[str]:
