@@ -74,7 +74,7 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        http=protocol_factory(http_limits(settings)),
+        http="httptools" if settings.stock_http else protocol_factory(http_limits(settings)),
         ssl_certfile=str(settings.tls_cert),
         ssl_keyfile=str(settings.tls_key),
         ssl_context_factory=context_factory(

@@ -73,6 +73,9 @@ class Settings(BaseModel):
     policy_check_seconds: float = Field(default=2.0, gt=0, description="how often to look for policy changes")
     runtime_dir: Path | None = Field(default=None, description="shared by workers: reload requests")
     echo_endpoint: bool = Field(default=False, description="serve /echo, the benchmark's floor")
+    stock_http: bool = Field(
+        default=False, description="uvicorn's own protocol, without the limits: the benchmark's baseline only"
+    )
     tune_gc: bool = Field(default=True, description="freeze the heap after each policy load; rarer young GC")
     authz_source_header: str = Field(
         default="x-policyengine-source",

@@ -91,6 +91,7 @@ def serve(
     ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     echo_endpoint: Annotated[bool, typer.Option("--echo-endpoint", hidden=True)] = False,
+    stock_http: Annotated[bool, typer.Option("--stock-http", hidden=True)] = False,
     authz_source_header: Annotated[
         str,
         typer.Option(
@@ -209,6 +210,7 @@ def serve(
             eval_threads=eval_threads,
             log_level=log_level,
             echo_endpoint=echo_endpoint,
+            stock_http=stock_http,
             authz_source_header=authz_source_header.lower(),
             client_ca=client_ca,
             client_cn=client_cn,
