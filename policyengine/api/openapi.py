@@ -9,6 +9,8 @@ AdmissionReview of the webhooks, the route of `/v1/decide` and the headers of `/
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 from fastapi import FastAPI
@@ -99,7 +101,12 @@ AUTHZ = {
 
 def document(app: FastAPI, schemas: dict[str, type[BaseModel]]) -> dict[str, Any]:
     """The OpenAPI document of `app`, with `schemas` (name -> model) as component schemas."""
-    doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    with warnings.catch_warnings():  # /v1/authz is one route for every method: its ids are made unique below
+        warnings.simplefilter("ignore", UserWarning)
+        doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            operation["operationId"] = f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_') or 'root'}"
     components = doc.setdefault("components", {}).setdefault("schemas", {})
     for name, model in schemas.items():
         schema = model.model_json_schema(ref_template=REF)
