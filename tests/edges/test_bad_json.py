@@ -108,7 +108,7 @@ CASES = [
     (
         "a 300-character metadata.name",
         "/validate",
-        body_of({**ROUTE, "metadata": {"name": "n" * 300, "namespace": "shop"}}),
+        body_of({**ROUTE, "metadata": {"name": "n" * 300, "namespace": "shop"}}, name=""),
         "request.object.metadata.name",
         "at most 253",
     ),
