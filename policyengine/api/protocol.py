@@ -52,32 +52,40 @@ class HeadTooLarge(Exception):
     """Raised inside a parser callback to stop parsing a head over the limits."""
 
 
+
+IDLE, HEAD, BODY = 0, 1, 2  # where a connection is: between requests, in a request's head, in its body
+
+
 class GuardedHttpTools(HttpToolsProtocol):
-    """uvicorn's `HttpToolsProtocol` with header and body timeouts, head limits and TLS client certs."""
+    """uvicorn's `HttpToolsProtocol` with header and body timeouts, head limits and TLS client certs.
+
+    Timers are armed only when a read leaves a head or a body incomplete (a request that arrives whole
+    in one read, the usual case, costs no timer): `_phase` says where the connection is after each read,
+    `_timed` which phase the running timer is for.
+    """
 
     def __init__(self, *args: Any, limits: HttpLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or HttpLimits()
         self._timer: asyncio.TimerHandle | None = None
-        self._in_body = False  # between a request's head and the end of its body
+        self._phase = IDLE
+        self._timed = IDLE
         self._head_bytes = 0  # bytes received while a head was incomplete
-        self._head_size = 0  # request line and header bytes parsed so far
-        self._header_count = 0
-        self._body_left: int | None = None  # declared body bytes not received yet (None: chunked)
+        self._body_seen = 0  # body bytes of the current request received so far
         self._tls: dict[str, Any] | None = None
 
     # -- the connection --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._tls = tls_extension(transport)
-        self._arm(self.limits.header_seconds, self._head_timed_out)
+        self._arm(HEAD)  # the first head is timed from the connection's start
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._in_body:
+        if self._phase != BODY:
             if self._head_bytes > self.limits.max_head_bytes:
                 self._refuse_head()
                 return
@@ -90,13 +98,18 @@ class GuardedHttpTools(HttpToolsProtocol):
                 self._refuse_head()
                 return
             self._bad_request()
+            return
         except httptools.HttpParserError:
             self._bad_request()
+            return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            return
+        if self._phase != self._timed:
+            self._arm(self._phase)
 
     def _bad_request(self) -> None:
         msg = "Invalid HTTP request received."
@@ -108,69 +121,67 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().on_message_begin()
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
-        self._head_size = 0
-        self._header_count = 0
-        if self._timer is None:  # a keep-alive connection's next request: its head is timed from now
-            self._arm(self.limits.header_seconds, self._head_timed_out)
-
-    def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        if self._head_size > self.limits.max_head_bytes:
-            raise HeadTooLarge
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        self._header_count += 1
-        if self._head_size > self.limits.max_head_bytes or self._header_count > self.limits.max_headers:
-            raise HeadTooLarge
-        super().on_header(name, value)
+        self._phase = HEAD
 
     def on_headers_complete(self) -> None:
-        self._in_body = True
-        self._body_left = None
-        for name, value in self.headers:
-            if name == b"content-length":
-                self._body_left = int(value)
-        self._arm(self.limits.body_seconds, self._body_timed_out)
+        headers = self.headers
+        if len(headers) > self.limits.max_headers or (
+            self._head_bytes > self.limits.max_head_bytes  # only then can the head itself be too large
+            and len(self.url) + sum(len(n) + len(v) + 4 for n, v in headers) > self.limits.max_head_bytes
+        ):
+            raise HeadTooLarge
+        self._phase = BODY
+        self._body_seen = 0
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self._body_left is not None:
-            self._body_left -= len(body)
+        self._body_seen += len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_body = False
+        self._phase = IDLE
         self._head_bytes = 0
-        self._disarm()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        draining = self._body_left is not None and self._body_left <= DRAIN_BYTES
-        if self._in_body and not draining and not self.transport.is_closing():
+        if self._phase == BODY and not self._drainable() and not self.transport.is_closing():
             self.transport.close()  # answered before a large body was read: do not read on into it
             return
         super().on_response_complete()
 
+    def _drainable(self) -> bool:
+        """Whether what is left of the request's body is declared and small enough to read and drop."""
+        for name, value in self.headers:
+            if name == b"content-length":
+                return int(value) - self._body_seen <= DRAIN_BYTES
+        return False  # chunked: no telling how much is left
+
     # -- timers and refusals ---------------------------------------------------------------------------
-    def _arm(self, seconds: float, callback: Any) -> None:
+    def _arm(self, phase: int) -> None:
+        """Time `phase` from now (a head or a body); IDLE only cancels (uvicorn times keep-alive)."""
         self._disarm()
-        self._timer = self.loop.call_later(seconds, callback)
+        self._timed = phase
+        if phase == HEAD:
+            self._timer = self.loop.call_later(self.limits.header_seconds, self._head_timed_out)
+        elif phase == BODY:
+            self._timer = self.loop.call_later(self.limits.body_seconds, self._body_timed_out)
 
     def _disarm(self) -> None:
+        self._timed = IDLE
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _head_timed_out(self) -> None:
         self._timer = None
+        self._timed = IDLE
         if not self.transport.is_closing():
             self._close_with(408, f"the request head did not arrive within {self.limits.header_seconds:g} s")
 
     def _body_timed_out(self) -> None:
         self._timer = None
-        if self._in_body and not self.transport.is_closing():
+        self._timed = IDLE
+        if self._phase == BODY and not self.transport.is_closing():
             if self.cycle is not None and not self.cycle.response_started:
                 self.cycle.disconnected = True  # the app sees the client gone and stops waiting for the body
                 self.cycle.message_event.set()
