@@ -10,7 +10,11 @@ AdmissionReview parsing). For each: throughput (closed loop, 16 connections) and
 fixed arrival rates of 200 and 500 requests/s (open loop: latency counts from the scheduled send time,
 so a stall is not hidden). Prints the ratios to the floor.
 
-    .venv/bin/python bench/webhook.py [--seconds 10] [--db postgresql|sqlite]
+    .venv/bin/python bench/webhook.py [--seconds 10] [--db postgresql|sqlite] [--compare-protocols]
+
+With --compare-protocols the whole measurement runs twice in one run, on the server's HTTP protocol
+(uvicorn's httptools protocol with header/body timeouts and head limits, policyengine/api/protocol.py)
+and on uvicorn's own protocol (`serve --stock-http`), and prints the ratios: the cost of the limits.
 """
 
 from __future__ import annotations
@@ -150,25 +154,39 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--eval-threads", type=int, default=0, help="passed to serve (0: evaluate on the loop)")
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql", help="the audit store")
+    parser.add_argument("--compare-protocols", action="store_true", help="also on uvicorn's own protocol")
     args = parser.parse_args()
     from policyengine.api.tls import make_dev_certificates
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
-    certs = make_dev_certificates(tmp / "tls")
-    with fresh_database(args.db) as audit:
-        results, rows = measure(args, tmp, certs, audit)
     store = "PostgreSQL" if args.db == "postgresql" else "SQLite"
-    report(results, rows, store, args.eval_threads)
+    runs = [("guarded", ())] + ([("stock", ("--stock-http",))] if args.compare_protocols else [])
+    measured: dict[str, dict[str, dict[str, Any]]] = {}
+    for protocol, flags in runs:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+        certs = make_dev_certificates(tmp / "tls")
+        with fresh_database(args.db) as audit:
+            results, rows = measure(args, tmp, certs, audit, flags)
+        print(f"== HTTP protocol: {protocol}")
+        report(results, rows, store, args.eval_threads)
+        measured[protocol] = results
+    if args.compare_protocols:
+        guarded, stock = measured["guarded"], measured["stock"]
+        for name in guarded:
+            rps = guarded[name]["throughput"]["rps"] / stock[name]["throughput"]["rps"]
+            p99 = guarded[name][500]["p99_ms"] / stock[name][500]["p99_ms"]
+            print(f"guarded : stock protocol, {name}: throughput {rps:.2f}, p99 at 500 req/s {p99:.2f}")
 
 
-def measure(args: argparse.Namespace, tmp: Path, certs: Any, audit: str) -> tuple[dict[str, dict[str, Any]], int]:
+def measure(
+    args: argparse.Namespace, tmp: Path, certs: Any, audit: str, flags: tuple[str, ...] = ()
+) -> tuple[dict[str, dict[str, Any]], int]:
     """Serve on `audit`, then the closed- and open-loop loads; the results and the audit rows written."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", str(default_policies()),
          "--db", audit, "--spool-dir", str(tmp / "spool"), "--port", str(port), "--tls-cert", str(certs.cert),
          "--tls-key", str(certs.key), "--echo-endpoint", "--log-level", "warning",
-         "--eval-threads", str(args.eval_threads)],
+         "--eval-threads", str(args.eval_threads), *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
         env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
     )  # fmt: skip

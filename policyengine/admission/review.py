@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from policyengine import bounded_json
+
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request limit
@@ -22,21 +24,36 @@ WARNING_LIMIT = 120
 
 
 class ReviewError(Exception):
-    """A request body that is not a usable AdmissionReview v1. Answered with HTTP 400 and `message`."""
+    """A request body that is not a usable AdmissionReview v1. Answered with HTTP 400 and `message`.
 
-    def __init__(self, reason: str, message: str) -> None:
+    `where` is the JSON path (or "(body)") when known: what the server log shows, since `message` may
+    quote the request's own values.
+    """
+
+    def __init__(self, reason: str, message: str, where: str = "") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.where = where
+
+
+# Longest values Kubernetes gives these fields (names are DNS subdomains, namespaces DNS labels) and the
+# audit trail keeps; a review with a longer one is refused at the edge, not by the database later.
+MAX_NAME = 253
+MAX_NAMESPACE = 63
+MAX_KIND = 128
+MAX_API_VERSION = 128
+MAX_USERNAME = 512
+MAX_UID = 128
 
 
 class GroupVersionKind(BaseModel):
     """`request.kind`: which kind the object is (`group` is empty for the core group)."""
 
     model_config = ConfigDict(extra="allow")
-    group: str = ""
-    version: str = Field(min_length=1)
-    kind: str = Field(min_length=1)
+    group: str = Field(default="", max_length=MAX_NAME)
+    version: str = Field(min_length=1, max_length=MAX_NAMESPACE)
+    kind: str = Field(min_length=1, max_length=MAX_KIND)
 
     @property
     def api_version(self) -> str:
@@ -47,7 +64,7 @@ class UserInfo(BaseModel):
     """Who sent the request to the API server."""
 
     model_config = ConfigDict(extra="allow")
-    username: str = ""
+    username: str = Field(default="", max_length=MAX_USERNAME)
     uid: str = ""
     groups: list[str] = Field(default_factory=list)
 
@@ -56,10 +73,10 @@ class AdmissionRequest(BaseModel):
     """`request` of an AdmissionReview v1 (only the fields the webhook reads are typed)."""
 
     model_config = ConfigDict(extra="allow")
-    uid: str = Field(min_length=1)
+    uid: str = Field(min_length=1, max_length=MAX_UID)
     kind: GroupVersionKind
-    name: str = ""
-    namespace: str = ""
+    name: str = Field(default="", max_length=MAX_NAME)
+    namespace: str = Field(default="", max_length=MAX_NAMESPACE)
     operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
     userInfo: UserInfo = Field(default_factory=UserInfo)
     object: dict[str, Any] | None = None
@@ -111,34 +128,37 @@ def parse_review(
     if len(body) > max_bytes:
         raise ReviewError("too_large", too_large_message(len(body), max_bytes))
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ReviewError("not_json", f"body is not JSON{where}: send an AdmissionReview v1 object") from None
+        raw = bounded_json.parse(body)
+    except bounded_json.JsonRefused as exc:
+        raise ReviewError(exc.reason, f"{exc.message}; send an AdmissionReview v1 object", exc.where) from None
     if not isinstance(raw, dict):
-        raise ReviewError("shape", f"body is a JSON {type(raw).__name__}, expected an AdmissionReview object")
+        raise ReviewError(
+            "shape", f"body is a JSON {type(raw).__name__}, expected an AdmissionReview object", "(body)"
+        )
     if raw.get("apiVersion") != API_VERSION:
         raise ReviewError(
             "api_version",
             f"apiVersion {raw.get('apiVersion')!r} is not supported: send {API_VERSION} "
             "(set admissionReviewVersions: [v1] in the webhook configuration)",
+            "apiVersion",
         )
     if raw.get("kind") != KIND:
-        raise ReviewError("kind", f"kind {raw.get('kind')!r} is not {KIND}")
+        raise ReviewError("kind", f"kind {raw.get('kind')!r} is not {KIND}", "kind")
     request = raw.get("request")
     if request is None:
-        raise ReviewError("missing_request", "AdmissionReview has no `request`: nothing to review")
+        raise ReviewError("missing_request", "AdmissionReview has no `request`: nothing to review", "request")
     if not isinstance(request, dict):
-        raise ReviewError("shape", f"`request` is a JSON {type(request).__name__}, expected an object")
+        raise ReviewError("shape", f"`request` is a JSON {type(request).__name__}, expected an object", "request")
     if not request.get("uid"):
-        raise ReviewError("missing_uid", "`request.uid` is missing or empty: the response must echo it")
+        raise ReviewError("missing_uid", "`request.uid` is missing or empty: the response must echo it", "request.uid")
     try:
         return AdmissionReview.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        where = _path(first["loc"])
         raise ReviewError(
-            "shape", f"{_path(first['loc'])}: {first['msg']}{more}; expected an AdmissionReview v1 request"
+            "shape", f"{where}: {first['msg']}{more}; expected an AdmissionReview v1 request", where
         ) from None
 
 
@@ -154,25 +174,37 @@ def check_object(request: AdmissionRequest) -> dict[str, Any] | None:
     obj = request.object
     if obj is None:
         if request.operation in ("CREATE", "UPDATE"):
-            raise ReviewError("shape", f"request.object is missing on {request.operation}")
+            raise ReviewError("shape", f"request.object is missing on {request.operation}", "request.object")
         return None
-    for key in ("apiVersion", "kind"):
+    for key, longest in (("apiVersion", MAX_API_VERSION), ("kind", MAX_KIND)):
         if not isinstance(obj.get(key), str) or not obj.get(key):
-            raise ReviewError("shape", f"request.object.{key} is missing or not a string")
+            raise ReviewError("shape", f"request.object.{key} is missing or not a string", f"request.object.{key}")
+        if len(obj[key]) > longest:
+            raise ReviewError(
+                "shape", f"request.object.{key} is longer than {longest} characters", f"request.object.{key}"
+            )
     if obj["kind"] != request.kind.kind:
         raise ReviewError(
             "shape",
             f"request.object.kind {obj['kind']!r} differs from request.kind.kind {request.kind.kind!r}",
+            "request.object.kind",
         )
     metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
-        raise ReviewError("shape", "request.object.metadata is not an object")
+        raise ReviewError("shape", "request.object.metadata is not an object", "request.object.metadata")
+    for key, longest in (("name", MAX_NAME), ("generateName", MAX_NAME), ("namespace", MAX_NAMESPACE)):
+        value = metadata.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > longest):
+            where = f"request.object.metadata.{key}"
+            raise ReviewError("shape", f"{where} must be a string of at most {longest} characters", where)
     for key in ("labels", "annotations"):
         value = metadata.get(key)
         if value is not None and (
             not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())
         ):
-            raise ReviewError("shape", f"request.object.metadata.{key} must map strings to strings")
+            raise ReviewError(
+                "shape", f"request.object.metadata.{key} must map strings to strings", f"request.object.metadata.{key}"
+            )
     return obj
 
 

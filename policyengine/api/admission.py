@@ -25,7 +25,8 @@ from policyengine.admission import review as rv
 from policyengine.admission.evaluate import evaluate_manifest
 from policyengine.admission.extract import ManifestError, extractors_for
 from policyengine.admission.tagging import is_tagged_kind, tag_patch
-from policyengine.api import metrics
+from policyengine.api import access, metrics, openapi
+from policyengine.api.body import BodyProblem, read_body_within
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
 from policyengine.audit import AuditRecord, AuditStoreError
@@ -58,31 +59,24 @@ class Answer:
 
 
 # -- reading the request -------------------------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes `limit` bytes (never buffered beyond it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise rv.ReviewError("too_large", rv.too_large_message(int(declared), limit))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise rv.ReviewError("too_large", rv.too_large_message(size, limit))
-        chunks.append(chunk)
-    return b"".join(chunks)
+BODY_REMEDY = "raise --max-body-bytes if your objects are this large"
 
 
-async def read_review(request: Request, settings: Settings) -> rv.AdmissionReview:
+async def read_review(request: Request, settings: Settings, seconds: float) -> rv.AdmissionReview:
+    """The AdmissionReview of the request: content type, body within size and time, bounded JSON, shape."""
     rv.check_content_type(request.headers.get("content-type"))
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body_within(request, settings.max_body_bytes, seconds, remedy=BODY_REMEDY)
     return rv.parse_review(body, request.headers.get("content-type"), settings.max_body_bytes)
 
 
-def bad_request(endpoint: str, error: rv.ReviewError) -> JSONResponse:
+def bad_request(endpoint: str, error: rv.ReviewError | BodyProblem) -> JSONResponse:
+    """The answer to a request that is not a usable review: 400 (or 408, 413), counted, logged without the
+    request's own values (the log keeps the reason and the JSON path; the client gets the whole message)."""
+    status = error.status if isinstance(error, BodyProblem) else 400
+    headers = error.headers if isinstance(error, BodyProblem) else {}
     metrics.BAD_REQUESTS.labels(endpoint, error.reason).inc()
-    log.info("%s: 400 %s: %s", endpoint, error.reason, error.message)
-    return JSONResponse(rv.error_body(error.message), status_code=400)
+    log.info("%s: %d %s at %s", endpoint, status, error.reason, error.where or "(body)")
+    return JSONResponse(rv.error_body(error.message), status_code=status, headers=headers)
 
 
 def skip_reason(request: rv.AdmissionRequest, settings: Settings) -> str | None:
@@ -231,10 +225,17 @@ async def decide_validation(state: AppState, request: rv.AdmissionRequest, obj: 
 async def handle(request: Request, endpoint: str) -> Response:
     state: AppState = request.app.state.pe
     settings = state.settings
+    refused = access.refusal(request, access.WEBHOOK)
+    if refused is not None:
+        metrics.BAD_REQUESTS.labels(endpoint, "unauthenticated").inc()
+        return refused
+    # The deadline covers reading the body too: it starts once the headers are in.
+    deadline = settings.mutate_deadline_seconds if endpoint == "mutate" else settings.validate_deadline_seconds
+    deadline_at = asyncio.get_running_loop().time() + deadline
     try:
-        review = await read_review(request, settings)
+        review = await read_review(request, settings, deadline)
         obj = rv.check_object(review.request)
-    except rv.ReviewError as exc:
+    except (rv.ReviewError, BodyProblem) as exc:
         return bad_request(endpoint, exc)
     started = time.perf_counter()
     req = review.request
@@ -245,12 +246,9 @@ async def handle(request: Request, endpoint: str) -> Response:
     else:
         assert obj is not None
         obj = with_namespace(obj, req)
-        deadline = (
-            settings.mutate_deadline_seconds if endpoint == "mutate" else settings.validate_deadline_seconds
-        )
         decide = decide_mutation if endpoint == "mutate" else decide_validation
         try:
-            async with asyncio.timeout(deadline):  # no extra task per request, unlike wait_for on 3.11
+            async with asyncio.timeout_at(deadline_at):  # no extra task per request, unlike wait_for on 3.11
                 answer = await decide(state, req, obj)
         except TimeoutError:
             answer = failure_answer(endpoint, settings, f"no decision within the {deadline:g}s deadline")
@@ -259,7 +257,7 @@ async def handle(request: Request, endpoint: str) -> Response:
         except AuditStoreError as exc:
             answer = failure_answer(endpoint, settings, f"the decision could not be audited ({exc})")
         except ManifestError as exc:
-            return bad_request(endpoint, rv.ReviewError("shape", f"request.object: {exc}"))
+            return bad_request(endpoint, rv.ReviewError("shape", f"request.object: {exc}", "request.object"))
     if answer.label == "failure":
         log.warning("%s %s: %s", endpoint, identity(obj or {}), answer.message or answer.warnings)
     metrics.child(metrics.ADMISSION_REQUESTS, endpoint, kind, answer.label).inc()
@@ -277,24 +275,24 @@ async def handle(request: Request, endpoint: str) -> Response:
     return ReviewJSON(body)
 
 
-@router.post("/mutate")
+@router.post("/mutate", openapi_extra=openapi.REVIEW)
 async def mutate(request: Request) -> Response:
     """Mutating admission: residency tags, and the in-region rewrite where enforcement is rewrite."""
     return await handle(request, "mutate")
 
 
-@router.post("/validate")
+@router.post("/validate", openapi_extra=openapi.REVIEW)
 async def validate(request: Request) -> Response:
     """Validating admission: decide the final object; deny, warn or audit only, per enforcement."""
     return await handle(request, "validate")
 
 
-@echo_router.post("/echo")
+@echo_router.post("/echo", openapi_extra=openapi.REVIEW)
 async def echo(request: Request) -> Response:
     """Parse an AdmissionReview and allow it, nothing else: the benchmark's floor for this stack."""
     state: AppState = request.app.state.pe
     try:
-        review = await read_review(request, state.settings)
-    except rv.ReviewError as exc:
+        review = await read_review(request, state.settings, state.settings.validate_deadline_seconds)
+    except (rv.ReviewError, BodyProblem) as exc:
         return bad_request("echo", exc)
     return ReviewJSON(rv.review_response(review.request.uid, True))

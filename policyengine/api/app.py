@@ -13,9 +13,11 @@ import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
-from policyengine.api import admin, admission, health, routing
+from policyengine.admission.review import AdmissionReview
+from policyengine.api import access, admin, admission, health, openapi, routing
 from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
@@ -55,14 +57,31 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # served below, behind the API's credentials when they are configured
     )
     app.state.pe = state
+    setattr(app.state, access.STATE_ATTRIBUTE, access.Access.from_settings(settings))
     app.include_router(admission.router)
     app.include_router(routing.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     if settings.echo_endpoint:
         app.include_router(admission.echo_router)
+
+    schemas: dict[str, type[BaseModel]] = {"AdmissionReview": AdmissionReview, "RouteIn": routing.RouteIn}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> Response:
+        refused = access.refusal(request, access.API)
+        if refused is not None:
+            return refused
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.document(app, schemas)
+        return JSONResponse(app.openapi_schema)
+
+    @app.exception_handler(access.AccessRefused)
+    async def refused(request: Request, exc: access.AccessRefused) -> Response:
+        return exc.response
 
     @app.exception_handler(PolicyNotLoaded)
     async def not_loaded(request: Request, exc: PolicyNotLoaded) -> JSONResponse:

@@ -13,7 +13,7 @@ import os
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from policyengine.api import metrics
+from policyengine.api import access, metrics
 from policyengine.api.state import AppState
 
 router = APIRouter()
@@ -42,8 +42,17 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text exposition, summed over every worker process."""
+    """Prometheus text exposition, summed over every worker process (API credentials when configured)."""
     state: AppState = request.app.state.pe
+    if not state.settings.metrics_on_https:
+        where = f" on port {state.settings.metrics_port}" if state.settings.metrics_port is not None else ""
+        return JSONResponse(
+            {"error": f"/metrics is not served on the HTTPS port: it is served over plain HTTP{where}"},
+            status_code=404,
+        )
+    refused = access.refusal(request, access.API)
+    if refused is not None:
+        return refused
     state.refresh_gauges()
     payload, content_type = metrics.exposition()
     return Response(payload, media_type=content_type)

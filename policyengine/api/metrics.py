@@ -19,6 +19,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
@@ -82,6 +83,16 @@ def exposition() -> tuple[bytes, str]:
         prometheus_multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def serve_plain(host: str, port: int) -> None:
+    """Serve the exposition over plain HTTP on `port` from a daemon thread of this process (for
+    Prometheus inside the pod network; the supervisor of several workers reads their sample files)."""
+    registry = REGISTRY
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
 
 
 def worker_exited(pid: int) -> None:

@@ -25,6 +25,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from policyengine.api import access, openapi
+from policyengine.api.body import BodyProblem, read_json
 from policyengine.audit.record import AuditRecord
 from policyengine.decision import Decision
 from policyengine.route import DataProfile, PiplVolume, Route
@@ -35,6 +37,7 @@ from policyengine.routing.identity import RequestProblem
 log = logging.getLogger(__name__)
 
 MAX_DECIDE_BODY = 64 * 1024
+DEFAULT_BODY_SECONDS = 10.0
 T = TypeVar("T")
 FILTER_ATTRIBUTE = "routing_filter"
 
@@ -140,6 +143,9 @@ def _unrecorded(reason: str, *, remedy: str, policy_revision: str, service: str)
 
 
 async def _authz(request: Request, path: str) -> Response:
+    refused = access.refusal(request, access.API)
+    if refused is not None:
+        return refused
     routing = routing_filter_of(request.app)
     if routing is None:
         verdict = refusal(
@@ -176,13 +182,13 @@ async def _authz(request: Request, path: str) -> Response:
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@router.api_route("/v1/authz", methods=_METHODS, include_in_schema=True)
+@router.api_route("/v1/authz", methods=_METHODS, openapi_extra=openapi.AUTHZ)
 async def authz_root(request: Request) -> Response:
     """nginx auth_request (GET with X-Original-URI) or Envoy ext_authz for the path `/`."""
     return await _authz(request, "")
 
 
-@router.api_route("/v1/authz/{path:path}", methods=_METHODS, include_in_schema=False)
+@router.api_route("/v1/authz/{path:path}", methods=_METHODS, openapi_extra=openapi.AUTHZ)
 async def authz_path(request: Request, path: str) -> Response:
     """Envoy ext_authz HTTP service: the original request's path under the `/v1/authz` prefix."""
     return await _authz(request, path)
@@ -209,7 +215,7 @@ class DataIn(BaseModel):
 
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cluster: str = Field(min_length=1, max_length=253)
+    cluster: str = Field(min_length=1, max_length=128)  # the audit trail keeps cluster names of 128
     workload: str | None = Field(default=None, max_length=253, pattern=r"^[^/\s]+/[^/\s]+$")
     data: DataIn | None = None  # omitted: classified from `workload` by the policy repo
 
@@ -225,11 +231,20 @@ class RouteIn(BaseModel):
     opt_out: bool = False
 
 
-def _problem(status: int, what: str, remedy: str, problems: list[dict[str, str]] | None = None) -> Response:
+DECIDE_REMEDY = 'send {"service": "ns/name", "source": {"cluster": ...}, "destination": {"cluster": ...}}'
+
+
+def _problem(
+    status: int,
+    what: str,
+    remedy: str,
+    problems: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {"error": what, "remedy": remedy}
     if problems:
         body["problems"] = problems
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _profile(snapshot: PolicySnapshot, end: EndpointIn, default_workload: str | None) -> DataProfile:
@@ -249,25 +264,28 @@ def _profile(snapshot: PolicySnapshot, end: EndpointIn, default_workload: str | 
     return policy.classify(namespace, name, {}, {})
 
 
-@router.post("/v1/decide")
+@router.post("/v1/decide", openapi_extra=openapi.ROUTE)
 async def decide(request: Request) -> Response:
     """Judge one route (JSON body, see `RouteIn`) and answer its Decision; the decision is audited."""
-    body = await request.body()
-    if len(body) > MAX_DECIDE_BODY:
-        return _problem(413, f"the body is {len(body)} bytes, more than {MAX_DECIDE_BODY}", "send one route")
+    refused = access.refusal(request, access.API)
+    if refused is not None:
+        return refused
+    settings = getattr(getattr(request.app.state, "pe", None), "settings", None)
+    seconds = float(getattr(settings, "body_timeout_seconds", DEFAULT_BODY_SECONDS))
     try:
-        route_in = RouteIn.model_validate_json(body)
+        raw = await read_json(request, MAX_DECIDE_BODY, seconds, remedy="send one route")
+    except BodyProblem as exc:
+        return _problem(
+            exc.status, exc.what, exc.remedy or DECIDE_REMEDY, [{"where": exc.where, "what": exc.what}], exc.headers
+        )
+    try:
+        route_in = RouteIn.model_validate(raw)
     except ValidationError as exc:
         problems = [
             {"where": ".".join(str(p) for p in err["loc"]) or "(body)", "what": err["msg"]}
             for err in exc.errors()
         ]
-        return _problem(
-            422,
-            "the body is not a route",
-            'send {"service": "ns/name", "source": {"cluster": ...}, "destination": {"cluster": ...}}',
-            problems,
-        )
+        return _problem(422, "the body is not a route", DECIDE_REMEDY, problems)
     state: ServerState | None = getattr(request.app.state, "pe", None)
     if state is None or not state.loaded:
         return _problem(503, "no policy is loaded yet", "wait for /readyz, then retry")

@@ -34,6 +34,16 @@ class Settings(BaseModel):
     opa_url: str | None = None
     opa_token: str | None = None
     admin_token: str | None = Field(default=None, repr=False)
+    admin_client_ca: Path | None = Field(default=None, description="client certificates for the admin API")
+    # Who may call what (see policyengine/api/access.py): the API server's client certificate for the
+    # webhooks; a bearer token or a client certificate for /v1/decide, /v1/authz, /openapi.json, /metrics.
+    client_ca: Path | None = Field(default=None, description="CA of the API server's client certificate")
+    client_cn: str | None = Field(default=None, min_length=1, description="its required common name")
+    api_client_ca: Path | None = Field(default=None, description="CA of callers of /v1/decide and /v1/authz")
+    api_tokens: tuple[str, ...] = Field(default=(), repr=False, description="bearer tokens of those callers")
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="plain-HTTP port of /metrics")
+    metrics_on_https: bool = Field(default=True, description="also serve /metrics on the HTTPS port")
 
     host: str = "127.0.0.1"
     port: int = 8443
@@ -44,6 +54,13 @@ class Settings(BaseModel):
     log_level: str = "info"
 
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    # Slow and oversized clients (policyengine/api/protocol.py): the request head must arrive within
+    # header_timeout_seconds and the body within body_timeout_seconds; a head is at most max_header_bytes
+    # and max_headers headers.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=128, ge=8)
     # Internal deadlines, below the webhook timeouts (mutating 2 s, validating 3 s in deploy/).
     mutate_deadline_seconds: float = Field(default=1.2, gt=0)
     validate_deadline_seconds: float = Field(default=2.0, gt=0)
@@ -59,6 +76,9 @@ class Settings(BaseModel):
     policy_check_seconds: float = Field(default=2.0, gt=0, description="how often to look for policy changes")
     runtime_dir: Path | None = Field(default=None, description="shared by workers: reload requests")
     echo_endpoint: bool = Field(default=False, description="serve /echo, the benchmark's floor")
+    stock_http: bool = Field(
+        default=False, description="uvicorn's own protocol, without the limits: the benchmark's baseline only"
+    )
     tune_gc: bool = Field(default=True, description="freeze the heap after each policy load; rarer young GC")
     authz_source_header: str = Field(
         default="x-policyengine-source",

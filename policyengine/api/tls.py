@@ -1,7 +1,8 @@
 """TLS for the server: development certificates and a server context that follows its files.
 
 `make_dev_certificates` writes a local CA and a server certificate for localhost and the in-cluster
-service names. `CertificateFollower` reloads the certificate chain into the live `SSLContext` when the
+service names. `harden` sets the protocol floor (TLS 1.2 with AEAD suites only, or 1.3) and the CAs of
+client certificates. `CertificateFollower` reloads the certificate chain into the live `SSLContext` when the
 files change (cert-manager rotates them in place): `load_cert_chain` may be called again on a context,
 and new handshakes use the new chain. A pair that does not load (half-written, key and certificate
 mismatched) is tried on a scratch context first and never replaces the working one.
@@ -256,15 +257,41 @@ class CertificateFollower:
                 log.exception("TLS certificate check failed")
 
 
+# TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites are all AEAD and not affected).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def harden(context: ssl.SSLContext, min_version: str = "1.2", client_cas: Sequence[Path] = ()) -> None:
+    """TLS 1.2 (AEAD suites only) or 1.3 at least; with `client_cas`, ask clients for a certificate and
+    verify any they send against these CAs (optional at this layer: each endpoint decides whether it
+    needs one, see policyengine/api/access.py)."""
+    context.minimum_version = TLS_VERSIONS[min_version]
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    if client_cas:
+        for ca in client_cas:
+            context.load_verify_locations(cafile=str(ca))
+        context.verify_mode = ssl.CERT_OPTIONAL
+
+
 def following_context(
-    config: Any, default: Callable[[], ssl.SSLContext], *, interval: float = 5.0
+    config: Any,
+    default: Callable[[], ssl.SSLContext],
+    *,
+    interval: float = 5.0,
+    min_version: str = "1.2",
+    client_cas: Sequence[Path] = (),
 ) -> ssl.SSLContext:
-    """A uvicorn `ssl_context_factory`: uvicorn's context, followed for certificate rotation."""
+    """A uvicorn `ssl_context_factory`: uvicorn's context, hardened, followed for certificate rotation."""
     context = default()
+    harden(context, min_version, client_cas)
     CertificateFollower(context, Path(config.ssl_certfile), Path(config.ssl_keyfile), interval).start()
     return context
 
 
-def context_factory(interval: float) -> Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+def context_factory(
+    interval: float, min_version: str = "1.2", client_cas: Sequence[Path] = ()
+) -> Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
     """A picklable factory (workers are spawned) for uvicorn's `ssl_context_factory`."""
-    return partial(following_context, interval=interval)
+    return partial(following_context, interval=interval, min_version=min_version, client_cas=tuple(client_cas))

@@ -102,6 +102,7 @@ def serve(
     ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     echo_endpoint: Annotated[bool, typer.Option("--echo-endpoint", hidden=True)] = False,
+    stock_http: Annotated[bool, typer.Option("--stock-http", hidden=True)] = False,
     authz_source_header: Annotated[
         str,
         typer.Option(
@@ -109,17 +110,54 @@ def serve(
             "without it the URI of x-forwarded-client-cert is used."
         ),
     ] = "x-policyengine-source",
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA of the API server's client certificate: /mutate and /validate require one."),
+    ] = None,
+    client_cn: Annotated[
+        str | None,
+        typer.Option(help="With --client-ca: the common name that certificate must have (e.g. kube-apiserver)."),
+    ] = None,
+    api_client_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA of client certificates accepted on /v1/decide, /v1/authz, /openapi.json, /metrics."),
+    ] = None,
+    api_token_file: Annotated[
+        Path | None,
+        typer.Option(help="Bearer tokens (one a line) accepted on /v1/decide, /v1/authz, /openapi.json, /metrics."),
+    ] = None,
+    admin_client_ca: Annotated[
+        Path | None, typer.Option(help="CA of client certificates accepted on the admin API.")
+    ] = None,
+    tls_min_version: Annotated[
+        str, typer.Option(help="Lowest TLS version: 1.2 (AEAD suites only) or 1.3.")
+    ] = "1.2",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Also serve /metrics over plain HTTP on this port (pod network only).")
+    ] = None,
+    metrics_on_https: Annotated[
+        bool, typer.Option(help="Serve /metrics on the HTTPS port too (--no-metrics-on-https: only the plain port).")
+    ] = True,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a client may take to send a request's head.")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client may take to send a body (webhooks: their deadline).")
+    ] = 10.0,
+    max_header_bytes: Annotated[int, typer.Option(help="Largest request head (line and headers).")] = 64 * 1024,
+    max_headers: Annotated[int, typer.Option(help="Most headers in a request.")] = 128,
 ) -> None:
     """Serve the admission webhook (/mutate, /validate), the routing filter, /healthz, /readyz, /metrics."""
     from pydantic import ValidationError
 
+    from policyengine.api.access import load_ca_file, load_token_file
     from policyengine.api.server import run
     from policyengine.api.settings import Settings
     from policyengine.api.state import AppState, describe_load_error
     from policyengine.api.tls import check_pair, make_dev_certificates
     from policyengine.audit import AuditStoreError
     from policyengine.audit.signing import SigningKey, SigningKeyError
-    from policyengine.audit.store import check_audit_store
+    from policyengine.audit.store import check_audit_store, display_url
     from policyengine.resources import default_policies
 
     if dev_certs:
@@ -139,6 +177,23 @@ def serve(
             raise _fail(f"--admin-token-file {admin_token_file}: {exc.strerror}") from None
         if not admin_token:
             raise _fail(f"--admin-token-file {admin_token_file} is empty: put a long random token in it")
+    ca_files = {"--client-ca": client_ca, "--api-client-ca": api_client_ca, "--admin-client-ca": admin_client_ca}
+    for flag, path in ca_files.items():
+        if path is not None:
+            try:
+                load_ca_file(path)
+            except ValueError as exc:
+                raise _fail(f"{flag} {exc}") from None
+    if tls_min_version not in ("1.2", "1.3"):
+        raise _fail(f"--tls-min-version {tls_min_version}: use 1.2 (AEAD suites only) or 1.3")
+    if client_cn is not None and client_ca is None:
+        raise _fail("--client-cn needs --client-ca (the CA that issued the API server's client certificate)")
+    api_tokens: tuple[str, ...] = ()
+    if api_token_file is not None:
+        try:
+            api_tokens = load_token_file(api_token_file)
+        except ValueError as exc:
+            raise _fail(f"--api-token-file {exc}") from None
     try:
         settings = Settings(
             cluster=cluster,
@@ -170,7 +225,20 @@ def serve(
             eval_threads=eval_threads,
             log_level=log_level,
             echo_endpoint=echo_endpoint,
+            stock_http=stock_http,
             authz_source_header=authz_source_header.lower(),
+            client_ca=client_ca,
+            client_cn=client_cn,
+            api_client_ca=api_client_ca,
+            api_tokens=api_tokens,
+            admin_client_ca=admin_client_ca,
+            tls_min_version=tls_min_version,
+            metrics_port=metrics_port,
+            metrics_on_https=metrics_on_https,
+            header_timeout_seconds=header_timeout,
+            body_timeout_seconds=body_timeout,
+            max_header_bytes=max_header_bytes,
+            max_headers=max_headers,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -180,21 +248,24 @@ def serve(
         snapshot = AppState(settings).build_snapshot()
     except Exception as exc:
         raise _fail("the policy repo does not load:\n  " + "\n  ".join(describe_load_error(exc))) from None
+    shown_db = display_url(db)  # never the password
     # A bad URL or an unmigrated database stops here; a database that does not answer does not: the
     # server starts and spools until it does (and ships what earlier processes left in --spool-dir).
     try:
         check_audit_store(db)
     except AuditStoreError as exc:
-        raise _fail(f"audit store {db}: {exc}") from None
+        raise _fail(f"audit store {shown_db}: {exc}") from None
     signing = "unsigned: `audit verify` cannot detect truncation without --audit-signing-key"
     if audit_signing_key is not None:
         try:
             signing = f"heads signed by {SigningKey.load(audit_signing_key).key_id}"
         except SigningKeyError as exc:
             raise _fail(f"--audit-signing-key: {exc}") from None
+    metrics_where = f", /metrics on http://{host}:{metrics_port}" if metrics_port is not None else ""
     typer.echo(
         f"policyengine serving cluster {cluster} on https://{host}:{port} "
-        f"(policy {snapshot.revision[:19]}, engine {engine}, audit {db} {signing}, {workers} worker(s))"
+        f"(policy {snapshot.revision[:19]}, engine {engine}, audit {shown_db} {signing}, {workers} worker(s)"
+        f"{metrics_where})"
     )
     run(settings)
 

@@ -4,7 +4,9 @@ Both proxies send the original request's headers: Envoy's ext_authz HTTP service
 `/v1/authz/<original path>` with the original method and headers (`Host` carries `:authority`); nginx's
 auth_request sends a GET subrequest with `X-Original-Method`, `X-Original-URI`, `Host` and the source
 header. The source identity is the configured header (`x-policyengine-source` by default), else the
-`URI=` of the last element of `x-forwarded-client-cert`. `Sec-GPC: 1` is a sale/share opt-out.
+last element of `x-forwarded-client-cert`: its `URI=`, or the URI SAN of its `Cert=` (see
+`routing.identity`). Only a trusted hop may set either: the proxy configs in deploy/proxies/ clear what
+the client sent and set them from the verified client certificate. `Sec-GPC: 1` is a sale/share opt-out.
 
 The answer is 200 with `x-policyengine-cluster` and `x-policyengine-decision-id`, or 403 with a JSON
 body (and the same JSON, compact, in `x-policyengine-denial` for proxies that drop the body, as nginx
@@ -97,9 +99,10 @@ def read_authz_request(
             where = "x-forwarded-client-cert"
             if raw_source is None:
                 raise RequestProblem(
-                    "x-forwarded-client-cert has no URI= field for the nearest client",
+                    "x-forwarded-client-cert names no URI for the nearest client (no URI=, no URI SAN in Cert=)",
                     where,
-                    "have the client present a SPIFFE certificate (Envoy: forward its URI in XFCC)",
+                    "have the client present a SPIFFE certificate (Envoy: forward its URI in XFCC; "
+                    "nginx: Cert=$ssl_client_escaped_cert)",
                 )
     if raw_source is None:
         raise RequestProblem(

@@ -1,18 +1,25 @@
 """Who is calling and whom: parse source identities and destination hosts from proxy headers.
 
 A source is a SPIFFE ID (``spiffe://trust-domain/ns/<namespace>/sa/<account>``), given in a header the
-proxy sets (``x-policyengine-source`` by default) or taken from the ``URI=`` field of Envoy's
-``x-forwarded-client-cert``; a ``namespace/name`` service name is accepted too. A destination is the
+proxy sets (``x-policyengine-source`` by default) or taken from ``x-forwarded-client-cert`` (XFCC, the
+format Envoy defines): its ``URI=`` field, or else the SPIFFE URI SAN of its ``Cert=`` field (the
+URL-encoded PEM of the verified client certificate, which nginx forwards as ``$ssl_client_escaped_cert``);
+a ``namespace/name`` service name is accepted too. A destination is the
 request's Host or ``:authority``. Nothing here looks at the policy: these functions only check shape, and
 raise `RequestProblem` with what was wrong and what to send instead.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import urllib.parse
 from dataclasses import dataclass
 
-MAX_IDENTITY_LENGTH = 2048  # SPIFFE IDs are at most 2048 bytes (SPIFFE ID spec, 2.3)
+from cryptography import x509
+
+# SPIFFE IDs may be 2048 bytes (SPIFFE ID spec, 2.3); the audit trail keeps callers of at most 512.
+MAX_IDENTITY_LENGTH = 512
 MAX_HOST_LENGTH = 253  # a DNS name
 MAX_XFCC_LENGTH = 16384
 
@@ -55,7 +62,8 @@ def parse_identity(raw: str, where: str) -> SourceIdentity:
         raise RequestProblem("the source identity is empty", where, "send the caller's SPIFFE ID")
     if len(value) > MAX_IDENTITY_LENGTH:
         raise RequestProblem(
-            f"the source identity is {len(value)} bytes, more than {MAX_IDENTITY_LENGTH}",
+            f"the source identity is {len(value)} bytes, more than {MAX_IDENTITY_LENGTH} (the longest caller the "
+            "audit trail keeps)",
             where,
             "send the caller's SPIFFE ID, not a certificate or a token",
         )
@@ -92,7 +100,8 @@ def identity_from_xfcc(header: str) -> str | None:
     """The SPIFFE URI of the nearest client in an `x-forwarded-client-cert` value, if it has one.
 
     Each proxy appends one comma-separated element (`By=...;Hash=...;URI=...`); the last one is the peer
-    that connected to this proxy, so its `URI` is the caller. Values may be double-quoted.
+    that connected to this proxy, so its `URI` is the caller (or, without one, the URI SAN of its
+    `Cert`). Values may be double-quoted.
     """
     if len(header) > MAX_XFCC_LENGTH:
         raise RequestProblem(
@@ -103,14 +112,46 @@ def identity_from_xfcc(header: str) -> str | None:
     elements = _split_outside_quotes(header, ",")
     if not elements:
         return None
+    fields: dict[str, str] = {}
     for field in _split_outside_quotes(elements[-1], ";"):
         key, sep, val = field.partition("=")
-        if sep and key.strip().lower() == "uri":
-            uri = val.strip()
-            if len(uri) >= 2 and uri[0] == uri[-1] == '"':
-                uri = uri[1:-1].replace('\\"', '"')
-            return uri or None
+        if sep:
+            value = val.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1].replace('\\"', '"')
+            fields.setdefault(key.strip().lower(), value)
+    if fields.get("uri"):
+        return fields["uri"]
+    if fields.get("cert"):
+        return uri_of_certificate(urllib.parse.unquote(fields["cert"]))
     return None
+
+
+def uri_of_certificate(pem: str) -> str | None:
+    """The SPIFFE URI SAN of a PEM certificate (else its first URI SAN); None when it has none."""
+    uris = _certificate_uris(pem)
+    if uris is None:
+        raise RequestProblem(
+            "the Cert= of x-forwarded-client-cert is not a PEM certificate",
+            "x-forwarded-client-cert",
+            "forward the verified client certificate URL-encoded (nginx: $ssl_client_escaped_cert)",
+        )
+    spiffe = [u for u in uris if u.startswith("spiffe://")]
+    chosen = spiffe or list(uris)
+    return chosen[0] if chosen else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _certificate_uris(pem: str) -> tuple[str, ...] | None:
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return None
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(str(u) for u in names.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:

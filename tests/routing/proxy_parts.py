@@ -160,7 +160,7 @@ class Nginx:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self.process.poll() is None:

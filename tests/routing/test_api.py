@@ -53,7 +53,8 @@ def test_envoy_style_authz_answers_cluster_and_decision_id(client: TestClient) -
     [
         ({"host": CATALOG_HOST}, "x-policyengine-source"),
         ({"host": CATALOG_HOST, "x-policyengine-source": "root"}, "SPIFFE"),
-        ({"host": CATALOG_HOST, "x-policyengine-source": "spiffe://acme.example/" + "a" * 5000}, "2048"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": "spiffe://acme.example/" + "a" * 5000}, "512"),
+        ({"host": CATALOG_HOST, "x-policyengine-source": "a" * 600 + "/b"}, "512"),
         (
             {"host": CATALOG_HOST, "x-forwarded-client-cert": "Hash=1;" + "x" * 20000},
             "x-forwarded-client-cert",
@@ -98,7 +99,7 @@ def test_decide_answers_the_decision(client: TestClient, pg_url: str) -> None:
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        (b"not json", "(body)"),
+        (b"[]", "(body)"),
         (b"{}", "service"),
         (
             b'{"service": "checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}',
@@ -117,6 +118,25 @@ def test_decide_rejects_bad_routes_saying_where(client: TestClient, body: bytes,
     problems = answer.json()["problems"]
     assert any(p["where"] == where for p in problems), problems
     assert answer.json()["remedy"]
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "what"),
+    [
+        (b"not json", "(body)", "not JSON at line 1 column 1"),
+        (b'{"service": "shop/check\\u0000out"}', "service", "NUL"),
+        (b'{"service": "shop/\\udc00"}', "service", "lone surrogate"),
+        (b'{"via": ' + b"9" * 5000 + b"}", "via", "64-bit"),
+        (b'{"source": ' + b"[" * 100 + b"]" * 100 + b"}", "source[0]", "nested deeper than 64"),
+    ],
+)
+def test_decide_refuses_json_it_cannot_hold_saying_where(
+    client: TestClient, body: bytes, where: str, what: str
+) -> None:
+    answer = client.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()["problems"][0]
+    assert problem["where"].startswith(where) and what in problem["what"], problem
 
 
 def test_decide_refuses_a_huge_body(client: TestClient) -> None:

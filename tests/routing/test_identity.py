@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import urllib.parse
+from pathlib import Path
+
 import pytest
+from client_certs import ClientCA
 from starlette.datastructures import Headers
 
 from policyengine.routing.adapters import denial_header, read_authz_request
@@ -15,6 +19,7 @@ from policyengine.routing.identity import (
 )
 
 CHECKOUT = "spiffe://acme.example/ns/shop/sa/checkout"
+CATALOG = "spiffe://acme.example/ns/shop/sa/catalog"
 
 
 def test_spiffe_id_names_namespace_and_account() -> None:
@@ -138,3 +143,16 @@ def test_denial_header_stays_small_and_ascii() -> None:
     assert len(text) <= 3072
     assert text.isascii()
     assert "GDPR" in text
+
+
+def test_xfcc_cert_field_gives_the_spiffe_uri_san(tmp_path: Path) -> None:
+    """nginx forwards the verified client certificate as `Cert="<URL-encoded PEM>"` (Envoy's XFCC field)."""
+    ca = ClientCA.create(tmp_path / "ca")
+    caller = ca.issue("checkout", uris=("https://example.com/not-spiffe", CHECKOUT))
+    pem = caller.cert.read_text()
+    assert identity_from_xfcc(f'Cert="{urllib.parse.quote(pem)}"') == CHECKOUT
+    assert identity_from_xfcc(f'Hash=ab;Cert="{urllib.parse.quote(pem)}";URI={CATALOG}') == CATALOG  # URI= first
+    plain = ca.issue("plain")
+    assert identity_from_xfcc(f'Cert="{urllib.parse.quote(plain.cert.read_text())}"') is None
+    with pytest.raises(RequestProblem, match="not a PEM certificate"):
+        identity_from_xfcc('Cert="-----BEGIN%20CERTIFICATE-----garbage"')

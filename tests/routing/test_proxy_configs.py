@@ -43,9 +43,9 @@ def test_envoy_ext_authz_fails_closed_and_routes_by_the_cluster_header() -> None
     assert authz["clear_route_cache"] is True
     service = authz["http_service"]
     assert service["path_prefix"] == "/v1/authz"
-    assert {"x-forwarded-client-cert", "x-policyengine-source", "sec-gpc"} <= _patterns(
-        service["authorization_request"]["allowed_headers"]
-    )
+    sent = _patterns(service["authorization_request"]["allowed_headers"])
+    assert {"x-forwarded-client-cert", "sec-gpc"} <= sent
+    assert "x-policyengine-source" not in sent  # a client could set it: the caller is the verified XFCC
     assert {"x-policyengine-cluster", "x-policyengine-decision-id"} <= _patterns(
         service["authorization_response"]["allowed_upstream_headers"]
     )
@@ -64,6 +64,19 @@ def test_envoy_ext_authz_fails_closed_and_routes_by_the_cluster_header() -> None
     assert "headers" not in fallback["match"] and fallback["direct_response"]["status"] == 403
 
 
+def test_envoy_derives_the_caller_from_the_verified_client_certificate() -> None:
+    config = yaml.safe_load(ENVOY.read_text())
+    managers = [n for n in _walk(config) if n.get("name") == "envoy.filters.network.http_connection_manager"]
+    assert [m["typed_config"]["forward_client_cert_details"] for m in managers] == ["SANITIZE_SET"]
+    assert managers[0]["typed_config"]["set_current_client_cert_details"]["uri"] is True
+    listener = config["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+    assert listener["require_client_certificate"] is True
+    assert listener["common_tls_context"]["validation_context"]["trusted_ca"]
+    policyengine = next(c for c in config["static_resources"]["clusters"] if c["name"] == "policyengine")
+    upstream = policyengine["transport_socket"]["typed_config"]["common_tls_context"]
+    assert upstream["tls_certificates"] and upstream["validation_context"]["trusted_ca"]
+
+
 def test_nginx_proxies_only_to_declared_upstream_blocks() -> None:
     text = NGINX_TEMPLATE.read_text()
     assert re.search(r"auth_request\s+/_policyengine/authz;", text)
@@ -78,6 +91,18 @@ def test_nginx_proxies_only_to_declared_upstream_blocks() -> None:
     assert "default policyengine_undeclared_cluster;" in mapping.group(1)
 
 
+def test_nginx_sends_policyengine_no_identity_the_client_claimed() -> None:
+    text = NGINX_TEMPLATE.read_text()
+    assert re.search(r"^\s*ssl_verify_client\s+on;", text, re.M)
+    authz = re.search(r"location = /_policyengine/authz \{(.*?)\n        \}", text, re.S)
+    assert authz is not None
+    block = authz.group(1)
+    assert re.search(r"proxy_pass_request_headers\s+off;", block)  # none of the client's headers
+    assert re.search(r"proxy_set_header X-Forwarded-Client-Cert \$pe_client_identity;", block)
+    assert "$http_x_policyengine_source" not in text and "$http_x_forwarded_client_cert;" not in text
+    assert re.search(r"proxy_method\s+HEAD;", block)  # keep-alive to policyengine (see the e2e test)
+
+
 def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
     binary = nginx_binary()
     certs = make_dev_certificates(tmp_path / "tls")
@@ -87,9 +112,14 @@ def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
         {
             "PREFIX": str(tmp_path),
             "LISTEN": "127.0.0.1:1",
+            "GATEWAY_CERT": str(certs.cert),
+            "GATEWAY_KEY": str(certs.key),
+            "CLIENT_CA": str(certs.ca_cert),
             "AUTHZ": "127.0.0.1:2",
             "AUTHZ_NAME": "localhost",
             "AUTHZ_CA": str(certs.ca_cert),
+            "AUTHZ_CLIENT_CERT": str(certs.cert),
+            "AUTHZ_CLIENT_KEY": str(certs.key),
             "EU_1": "127.0.0.1:3",
             "US_1": "127.0.0.1:4",
         },

@@ -117,6 +117,10 @@ class Server:
     def __post_init__(self) -> None:
         self.client = httpx.Client(base_url=self.base_url, verify=ssl_context(self.ca), timeout=10)
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def post_review(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         answer = self.client.post(path, json=body)
         assert answer.status_code == 200, answer.text
@@ -176,10 +180,13 @@ def copy_policies(tmp_path: Path) -> Path:
     return target
 
 
-def start_server(tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None) -> Server:
-    """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log)."""
+def start_server(
+    tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None, audit_url: str | None = None
+) -> Server:
+    """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log). The audit
+    store is a SQLite file in `tmp_path` unless `audit_url` names another (it is migrated here)."""
     certs = make_dev_certificates(tmp_path / "tls", reuse=False)
-    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    audit_url = audit_url or f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(audit_url)
     policies = policies or copy_policies(tmp_path)
     token_file = tmp_path / "admin-token"

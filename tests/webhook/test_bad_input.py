@@ -98,15 +98,16 @@ def test_bad_input_is_a_400_with_its_message(
 def test_a_body_over_the_limit_is_refused_without_reading_it_all(server: Server) -> None:
     big = body_with(put({"blob": "x" * (3 * 1024 * 1024)}, "request", "object", "data"))
     answer = server.client.post("/validate", content=big, headers={"content-type": JSON})
-    assert answer.status_code == 400
+    assert answer.status_code == 413
     assert "over the limit of 3145728 bytes" in answer.json()["error"]
+    assert answer.headers["connection"] == "close"
 
     def chunks() -> Any:  # no Content-Length: the limit applies while streaming
         for _ in range(40):
             yield b"x" * (100 * 1024)
 
     streamed = server.client.post("/validate", content=chunks(), headers={"content-type": JSON})
-    assert streamed.status_code == 400 and "over the limit" in streamed.json()["error"]
+    assert streamed.status_code == 413 and "over the limit" in streamed.json()["error"]
     assert server.alive()
     ok = server.client.post("/validate", json=GOOD)  # and it still answers good reviews
     assert ok.status_code == 200 and ok.json()["response"]["uid"] == GOOD["request"]["uid"]

@@ -125,6 +125,9 @@ def test_deployment_is_highly_available_and_locked_down(overlay: str) -> None:
     assert {"--tls-cert=/etc/policyengine/tls/tls.crt", "--policies=/etc/policyengine/policies"} <= set(
         server["args"]
     )
+    assert {"--tls-min-version=1.3", "--metrics-port=9090", "--no-metrics-on-https"} <= set(server["args"])
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in server["ports"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9090"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "policyengine-tls"
     assert "policy-repo" in volumes
@@ -140,6 +143,19 @@ def test_deployment_is_highly_available_and_locked_down(overlay: str) -> None:
     serving = one(objects, "Certificate", "policyengine-tls")
     assert "policyengine.policyengine-system.svc" in serving["spec"]["dnsNames"]
     assert serving["spec"]["secretName"] == "policyengine-tls"
+
+
+def test_apiserver_client_auth_overlay_requires_the_api_servers_certificate() -> None:
+    objects = render("overlays/apiserver-client-auth")
+    pod = one(objects, "Deployment", "policyengine")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert "--client-ca=/etc/policyengine/apiserver-client-ca/ca.crt" in server["args"]
+    assert "--client-cn=kube-apiserver" in server["args"]
+    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    assert mounts["apiserver-client-ca"] == "/etc/policyengine/apiserver-client-ca"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["apiserver-client-ca"]["configMap"]["name"] == "policyengine-apiserver-client-ca"
+    assert server["readinessProbe"]["httpGet"]["path"] == "/readyz"  # probes need no certificate
 
 
 def test_postgres_overlay_takes_the_audit_url_from_a_secret() -> None:

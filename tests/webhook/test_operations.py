@@ -4,12 +4,15 @@ per failure mode, readiness."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import raw_http
 from cryptography import x509
 
 from policyengine.api.tls import load_dev_ca, make_dev_certificates
@@ -149,12 +152,23 @@ def revision_of(client: httpx.Client) -> str:
 
 
 def test_deadline_answers_per_failure_mode(tmp_path: Path) -> None:
+    """The deadline runs from the request's head; each review is written in one TLS record, so its body
+    is in before the endpoint starts and the deadline passes during the decision."""
     server = start_server(tmp_path, "--validate-deadline", "0.000001", "--mutate-deadline", "0.000001")
+
+    def post(path: str) -> dict[str, Any]:
+        body = json.dumps(review(http_route("shop", "profile"))).encode()
+        data = raw_http.request_bytes("POST", path, body, {"content-type": "application/json"})
+        answer = raw_http.exchange(server.port, ssl_context(server.ca), data)
+        assert answer is not None and answer.status == 200, answer
+        response: dict[str, Any] = json.loads(answer.body)["response"]
+        return response
+
     try:
-        refused = server.validate(http_route("shop", "profile"))["response"]
+        refused = post("/validate")
         assert refused["allowed"] is False and refused["status"]["code"] == 503
         assert "deadline" in refused["status"]["message"] and "failure mode" in refused["status"]["message"]
-        allowed = server.mutate(http_route("shop", "profile"))["response"]
+        allowed = post("/mutate")
         assert allowed["allowed"] is True and "patch" not in allowed
         assert any("deadline" in w for w in allowed["warnings"])
         assert server.metric("policyengine_admission_requests_total", decision="failure") == 2

@@ -1,0 +1,78 @@
+"""The bounded JSON parser (policyengine/bounded_json.py) on its own: property tests (hypothesis, fixed
+seed) that it returns exactly what strict JSON within the bounds holds, and refuses anything else with
+`JsonRefused` and nothing else, whatever the bytes; plus the edge of each bound."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
+
+from policyengine.bounded_json import INT64_MAX, INT64_MIN, MAX_DEPTH, JsonRefused, parse
+
+storable_text = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=INT64_MIN, max_value=INT64_MAX)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | storable_text,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(storable_text, inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@seed(20261114)
+@settings(max_examples=300, database=None)
+@given(values)
+def test_json_within_the_bounds_parses_to_what_it_holds(value: Any) -> None:
+    assert parse(json.dumps(value).encode()) == value
+    assert parse(json.dumps(value, ensure_ascii=False).encode()) == value
+
+
+@seed(20261114)
+@settings(max_examples=500, database=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_any_bytes_parse_or_are_refused_with_a_json_refusal_only(body: bytes) -> None:
+    try:
+        parse(body)
+    except JsonRefused as refused:
+        assert refused.where and refused.what and refused.reason
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "where"),
+    [
+        ("[" * MAX_DEPTH + "]" * MAX_DEPTH, None, None),
+        ("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), "too_deep", "[0]"),
+        ("[" * 100_000, "too_deep", "[0]"),
+        (str(INT64_MAX), None, None),
+        (str(INT64_MAX + 1), "integer_range", "(body)"),
+        (str(INT64_MIN - 1), "integer_range", "(body)"),
+        ('{"a": [' + "1" * 4301 + "]}", "integer_range", "a[0]"),
+        ('{"a": 1e309}', "number_range", "a"),
+        ('{"a": -Infinity}', "not_json", "a"),
+        ('{"a.b/c": {"d": "x\\u0000"}}', "bad_string", '["a.b/c"].d'),
+        ('{"\\udc80": 1}', "bad_string", '["\\udc80"]'),
+        ('["\\ud83d\\ude00"]', None, None),
+        ("{'a': 1}", "not_json", "(body)"),
+    ],
+)
+def test_each_bound_at_its_edge(body: str, reason: str | None, where: str | None) -> None:
+    if reason is None:
+        parse(body.encode())
+        return
+    with pytest.raises(JsonRefused) as refused:
+        parse(body.encode())
+    assert refused.value.reason == reason
+    assert refused.value.where.startswith(where or ""), refused.value.where
+
+
+def test_a_refused_float_is_never_returned_as_infinity() -> None:
+    with pytest.raises(JsonRefused):
+        parse(b"[1e400]")
+    assert math.isfinite(parse(b"[1e308]")[0])
