@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     with fresh_database("postgresql") as audit:
-        server = serve(Path(tempfile.mkdtemp(prefix="bench-fuzz-")), audit)
+        tmp = Path(tempfile.mkdtemp(prefix="bench-fuzz-"))
+        server = serve(tmp, audit)
         try:
             started = time.perf_counter()
             requests = itertools.islice(BadRequests(args.seed), args.requests)
@@ -47,7 +48,7 @@ def main() -> None:
             server.stop()
         ids = decision_ids(tally)
         missing = len(set(ids) - recorded(audit, ids))
-        verified = verify(audit)
+        verified = verify(audit, tmp)
     print(f"fuzz run, seed {args.seed}, {args.connections} connections, load average {os.getloadavg()[0]:.1f}")
     print(summary(tally))
     print(f"5xx answers: {len(tally.server_errors)}; tracebacks in the server log: {len(tracebacks(server.log))}")

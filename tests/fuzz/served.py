@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from webhook.harness import Server, start_server
 
 from fuzz.wire_client import Tally
+from policyengine.audit.signing import SigningKey
 
 SCALE_ENV = "POLICYENGINE_FUZZ_SCALE"
 
@@ -23,8 +24,17 @@ def scale() -> int:
     return max(1, int(os.environ.get(SCALE_ENV, "1")))
 
 
+KEY_FILE = "audit.key"
+PUBLIC_KEY_FILE = "audit.pub"
+
+
 def serve(tmp_path: Path, audit_url: str, *extra: str) -> Server:
-    return start_server(tmp_path, *extra, audit_url=audit_url)
+    """The server, signing its audit heads with a key made for the run (its public half beside it in
+    `tmp_path`, for `verify`)."""
+    key = tmp_path / KEY_FILE
+    if not key.exists():
+        SigningKey.generate().save(key, tmp_path / PUBLIC_KEY_FILE)
+    return start_server(tmp_path, "--audit-signing-key", str(key), *extra, audit_url=audit_url)
 
 
 def tracebacks(log: Path) -> list[str]:
@@ -56,10 +66,13 @@ def recorded(audit_url: str, ids: list[str]) -> set[str]:
     return set(ids) & {str(r) for r in rows}
 
 
-def verify(audit_url: str) -> subprocess.CompletedProcess[str]:
-    """`policyengine audit verify --db URL`, as an operator runs it."""
+def verify(audit_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`policyengine audit verify --db URL --public-key ...`, as an operator runs it, with the public key
+    of the key `serve` signed with."""
+    public = tmp_path / PUBLIC_KEY_FILE
+    command = [sys.executable, "-m", "policyengine.cli.main", "audit", "verify", "--db", audit_url]
     return subprocess.run(
-        [sys.executable, "-m", "policyengine.cli.main", "audit", "verify", "--db", audit_url],
+        [*command, "--public-key", str(public)],
         capture_output=True,
         text=True,
         timeout=300,

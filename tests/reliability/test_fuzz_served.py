@@ -41,6 +41,6 @@ def test_fifty_thousand_bad_requests_cost_no_5xx_no_traceback_and_no_good_row(
     assert len(ids) == REQUESTS * scale() // 25
     missing = set(ids) - recorded(pg_empty_url, ids)
     assert not missing, f"{len(missing)} good decisions have no audit row"
-    verified = verify(pg_empty_url)
+    verified = verify(pg_empty_url, tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "verified:" in verified.stdout
