@@ -140,7 +140,10 @@ class AppState:
             self._warm(snapshot)
             self._snapshot = snapshot  # the atomic swap
             metrics.POLICY_RELOADS.labels("ok").inc()
-            log.info("serving policy %s (was %s)", snapshot.revision, previous)
+            if previous is None:
+                log.info("serving policy %s", snapshot.revision)
+            else:
+                log.info("policy reloaded: serving %s (was %s)", snapshot.revision, previous)
             for fn in list(self._listeners):
                 self._notify(fn, snapshot)
             return ReloadOutcome(snapshot.revision, previous, True)
