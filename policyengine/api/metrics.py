@@ -51,6 +51,11 @@ POLICY_RELOADS = Counter(
     ["result"],
 )
 # The audit spool's gauge is policyengine_audit_spool_rows (policyengine.audit.metrics), kept by the writer.
+BUNDLE_FETCHES = Counter(
+    "policyengine_policy_bundle_fetches_total",
+    "Polls of the policy bundle URL, by result (modified, not_modified, error).",
+    ["result"],
+)
 READY = Gauge(
     "policyengine_server_ready",
     "1 when the worker serves a loaded policy with a working audit store (minimum over workers).",

@@ -176,8 +176,13 @@ def copy_policies(tmp_path: Path) -> Path:
     return target
 
 
-def start_server(tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None) -> Server:
-    """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log)."""
+def start_server(
+    tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None, policy_flag: bool = True
+) -> Server:
+    """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log).
+
+    `policy_flag=False` passes no `--policies` (the policy comes from `extra`, e.g. a bundle URL).
+    """
     certs = make_dev_certificates(tmp_path / "tls", reuse=False)
     audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(audit_url)
@@ -188,7 +193,7 @@ def start_server(tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: P
     log = tmp_path / "server.log"
     command = [
         sys.executable, "-m", "policyengine.cli.serve",
-        "--cluster", cluster, "--policies", str(policies), "--db", audit_url,
+        "--cluster", cluster, *(["--policies", str(policies)] if policy_flag else []), "--db", audit_url,
         "--spool-dir", str(tmp_path / "spool"), "--port", str(port),
         "--tls-cert", str(certs.cert), "--tls-key", str(certs.key),
         "--admin-token-file", str(token_file), "--runtime-dir", str(tmp_path / "run"),
