@@ -7,9 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
+from policyengine.api.settings import Settings
+from policyengine.api.state import AppState, Snapshot
 from policyengine.policy import load_policy
 from policyengine.resources import default_policies
 
@@ -88,3 +92,24 @@ def test_a_kubelet_swap_of_the_mounted_policy_reaches_the_decisions(tmp_path: Pa
         server.stop()
     log = server.log.read_text()
     assert f"policy reload failed, still serving {second['policy_revision']}" in log, log
+
+
+def test_files_swapped_while_they_are_read_are_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    volume = ConfigMapVolume(tmp_path / "policies", data_of(default_policies()))
+    state = AppState(Settings(cluster="eu-1", policies=volume.root))
+    renewed = data_of(default_policies())
+    renewed["transfers.yaml"] = renewed["transfers.yaml"].replace("expires: 2026-09-30", "expires: 2030-09-30")
+    real = state.build_snapshot
+    calls: list[int] = []
+
+    def swapped_during_the_read(*args: Any) -> Snapshot:
+        snapshot = real(*args)
+        if not calls:
+            volume.update(renewed)  # the kubelet's swap lands after the files were read
+        calls.append(1)
+        return snapshot
+
+    monkeypatch.setattr(state, "build_snapshot", swapped_during_the_read)
+    outcome = state.reload()
+    assert len(calls) == 2 and outcome.ok
+    assert state.snapshot.revision == load_policy(volume.root).revision  # never the stale read
