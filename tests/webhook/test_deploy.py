@@ -19,7 +19,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 OWN = [p for p in ("base", "overlays/postgres")]
 OTHERS = sorted(str(p.relative_to(DEPLOY)) for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
 K8S_VERSION = "1.32"
-CRD_GROUPS = ("cert-manager.io",)
+CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com")
 SA = "system:serviceaccount:policyengine-system:policyengine"
 
 
