@@ -100,6 +100,16 @@ def test_check_on_the_example_decides_as_the_checkout_does(installed: Installed)
     assert {o[3] for o in installed_outcomes} >= {"allow", "deny", "rewrite"}
 
 
+def test_policy_init_starts_a_repo_the_install_loads(installed: Installed) -> None:
+    done = installed.run("policy", "init", "mine")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (installed.work / "mine" / "clusters.yaml").is_file()
+    tested = installed.run("test", "--policies", "mine")
+    assert tested.returncode == 0 and "FAIL: 0" in tested.stdout, tested.stdout + tested.stderr
+    linted = installed.run("policy", "lint", "mine")
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
 def test_db_upgrade_on_sqlite(installed: Installed) -> None:
     url = f"sqlite:///{installed.work / 'audit.db'}"
     done = installed.run("db", "upgrade", "--db", url)
