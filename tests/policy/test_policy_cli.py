@@ -93,3 +93,13 @@ def test_init_writes_the_bundled_repo_and_never_overwrites(tmp_path: Path) -> No
     assert forced.exit_code == 0 and (target / "clusters.yaml").read_text() != "clusters: []\n"
     (tmp_path / "file").write_text("x")
     assert runner.invoke(app, ["init", str(tmp_path / "file")]).exit_code == 2
+
+
+def test_a_command_on_a_broken_repo_counts_errors_not_warnings(repo: Path) -> None:
+    from policyengine.cli.main import app as main
+
+    edit(repo / "clusters.yaml", "region: aws/eu-central-1", "region: aws/eu-west-9")
+    result = CliRunner().invoke(main, ["test", "--policies", str(repo)])
+    assert result.exit_code == 2, result.output
+    assert "has 1 error(s)" in result.output  # the expired SCC is a warning, not a second problem
+    assert "warning:" in result.output and "scc-checkout-us1" in result.output
