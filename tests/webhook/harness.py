@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from policyengine.resources import default_policies
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_POLICIES = default_policies()
 ADMIN_TOKEN = "test-admin-token-" + "x" * 24
+# GDPR data of shop/checkout from eu-1 to us-1: refused under the default policy (its SCC has expired).
+DECIDE_ROUTE = '{"service": "shop/checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}'
 
 GROUPS_OF_KIND = {
     "Service": ("", "v1", "services"),
@@ -143,6 +145,13 @@ class Server:
                 total += float(value)
         return total
 
+    def decide(self, route: str = DECIDE_ROUTE) -> dict[str, Any]:
+        """The Decision `POST /v1/decide` answers for `route` (JSON): its outcome and policy revision."""
+        answer = self.client.post("/v1/decide", content=route, headers={"content-type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        decision: dict[str, Any] = answer.json()
+        return decision
+
     def alive(self) -> bool:
         return self.process.poll() is None and self.client.get("/healthz").status_code == 200
 
@@ -164,6 +173,16 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30) -> bool:
+    """Poll `check` until it is true (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def ssl_context(ca: Path) -> ssl.SSLContext:

@@ -4,12 +4,9 @@ revision in its decisions; a broken update keeps the old policy serving and says
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from policyengine.api.settings import Settings
@@ -17,28 +14,11 @@ from policyengine.api.state import AppState, Snapshot
 from policyengine.policy import load_policy
 from policyengine.resources import default_policies
 
-from .harness import REPO, start_server
+from .harness import REPO, start_server, wait_for
 from .kubelet import ConfigMapVolume, data_of
 from .test_deploy import OTHERS, OWN, one, render
 
 POLICY_MOUNT = "/etc/policyengine/policies"
-ROUTE = '{"service": "shop/checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}'
-
-
-def decision(client: httpx.Client) -> dict[str, object]:
-    answer = client.post("/v1/decide", content=ROUTE, headers={"content-type": "application/json"})
-    assert answer.status_code == 200, answer.text
-    body: dict[str, object] = answer.json()
-    return body
-
-
-def wait_for(check: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_every_overlay_feeds_the_policy_from_the_generated_configmap(tmp_path: Path) -> None:
@@ -66,15 +46,15 @@ def test_a_kubelet_swap_of_the_mounted_policy_reaches_the_decisions(tmp_path: Pa
     volume = ConfigMapVolume(tmp_path / "mount" / "policies", data_of(default_policies()))
     server = start_server(tmp_path, "--policy-check-seconds", "0.3", policies=volume.root)
     try:
-        first = decision(server.client)
+        first = server.decide()
         assert first["outcome"] in ("deny", "rewrite")  # the SCC of shop/checkout to us-1 has expired
         # The DPO renews the SCC; the ConfigMap is applied and the kubelet swaps the files.
         renewed = {**data_of(default_policies())}
         renewed["transfers.yaml"] = renewed["transfers.yaml"].replace("expires: 2026-09-30", "expires: 2030-09-30")
         assert renewed["transfers.yaml"] != data_of(default_policies())["transfers.yaml"]
         volume.update(renewed)
-        assert wait_for(lambda: decision(server.client)["policy_revision"] != first["policy_revision"])
-        second = decision(server.client)
+        assert wait_for(lambda: server.decide()["policy_revision"] != first["policy_revision"])
+        second = server.decide()
         assert second["outcome"] == "allow", second
         assert second["policy_revision"] == load_policy(volume.root).revision
 
@@ -84,10 +64,10 @@ def test_a_kubelet_swap_of_the_mounted_policy_reaches_the_decisions(tmp_path: Pa
         assert wait_for(lambda: bool(server.client.get("/readyz").json()["checks"]["policy"]["last_reload_error"]))
         ready = server.client.get("/readyz").json()["checks"]["policy"]
         assert "clusters.yaml" in ready["last_reload_error"] and ready["revision"] == second["policy_revision"]
-        assert decision(server.client)["policy_revision"] == second["policy_revision"]
+        assert server.decide()["policy_revision"] == second["policy_revision"]
         # Fixed again: back to the shipped policy.
         volume.update(data_of(default_policies()))
-        assert wait_for(lambda: decision(server.client)["policy_revision"] == first["policy_revision"])
+        assert wait_for(lambda: server.decide()["policy_revision"] == first["policy_revision"])
     finally:
         server.stop()
     log = server.log.read_text()

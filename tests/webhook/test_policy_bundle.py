@@ -12,13 +12,11 @@ import io
 import ssl
 import tarfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -27,9 +25,7 @@ from policyengine.bundle import BundleError, unpack_bundle
 from policyengine.cli.main import app
 from policyengine.policy import load_policy
 
-from .harness import copy_policies, start_server
-
-ROUTE = '{"service": "shop/checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}'
+from .harness import copy_policies, start_server, wait_for
 
 
 @dataclass
@@ -90,22 +86,6 @@ def bundle_service(tmp_path: Path) -> Iterator[BundleService]:
     server.server_close()
 
 
-def decision(client: httpx.Client) -> dict[str, object]:
-    answer = client.post("/v1/decide", content=ROUTE, headers={"content-type": "application/json"})
-    assert answer.status_code == 200, answer.text
-    body: dict[str, object] = answer.json()
-    return body
-
-
-def wait_for(check: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def rewritten(archive: Path, edit: Callable[[str, bytes], bytes]) -> bytes:
     """The bundle with each file passed through `edit(name, content)` (the manifest left as it was)."""
     out = io.BytesIO()
@@ -130,7 +110,7 @@ def test_serve_polls_the_bundle_service_and_serves_each_good_bundle(
         policies=policies, policy_flag=False,
     )  # fmt: skip
     try:
-        assert decision(server.client)["policy_revision"] == first
+        assert server.decide()["policy_revision"] == first
         # Unchanged: the server asks with the ETag it has and the service answers 304.
         assert wait_for(lambda: sum(1 for _, status in bundle_service.seen if status == 304) >= 3)
         assert all(asked for asked, status in bundle_service.seen if status == 304)
@@ -140,8 +120,8 @@ def test_serve_polls_the_bundle_service_and_serves_each_good_bundle(
         transfers.write_text(transfers.read_text().replace("expires: 2026-09-30", "expires: 2030-09-30"))
         second = bundle_service.publish(policies)
         assert second != first
-        assert wait_for(lambda: decision(server.client)["policy_revision"] == second)
-        assert decision(server.client)["outcome"] == "allow"
+        assert wait_for(lambda: server.decide()["policy_revision"] == second)
+        assert server.decide()["outcome"] == "allow"
 
         # Contents altered after the build (the manifest still claims `second`): refused, and why.
         tampered = rewritten(
@@ -154,16 +134,16 @@ def test_serve_polls_the_bundle_service_and_serves_each_good_bundle(
         assert wait_for(lambda: "manifest" in str(server.client.get("/readyz").json()["checks"]["policy"]))
         policy = server.client.get("/readyz").json()["checks"]["policy"]
         assert f"says revision {second}" in policy["last_reload_error"] and policy["revision"] == second
-        assert decision(server.client)["policy_revision"] == second
+        assert server.decide()["policy_revision"] == second
 
         # Not a bundle at all: refused, and why; the good one still serves.
         bundle_service.path.write_bytes(b"<html>502 Bad Gateway</html>")
         assert wait_for(lambda: "not a readable bundle" in str(server.client.get("/readyz").json()["checks"]))
-        assert decision(server.client)["policy_revision"] == second
+        assert server.decide()["policy_revision"] == second
 
         # A good bundle again (the first policy): served.
         bundle_service.publish(copy_policies(tmp_path / "again"))
-        assert wait_for(lambda: decision(server.client)["policy_revision"] == first)
+        assert wait_for(lambda: server.decide()["policy_revision"] == first)
         assert server.client.get("/readyz").json()["checks"]["policy"]["last_reload_error"] is None
     finally:
         server.stop()

@@ -20,14 +20,6 @@ MAX_REQUESTS_PER_THREAD = 4000
 MAX_LOAD_SECONDS = 60.0
 SOURCE = "x-policyengine-source"
 CHECKOUT = "spiffe://acme.example/ns/shop/sa/checkout"
-ROUTE = '{"service": "shop/checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}'
-
-
-def served_revision(client: httpx.Client) -> str:
-    """The revision a decision carries (POST /v1/decide)."""
-    answer = client.post("/v1/decide", content=ROUTE, headers={"content-type": "application/json"})
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["policy_revision"])
 
 
 class Load:
@@ -81,14 +73,14 @@ def test_reload_under_load_logs_one_line_and_no_traceback(tmp_path: Path) -> Non
     policies = webhook_policies(tmp_path)
     server = start_server(tmp_path, "--policy-check-seconds", "0.3", "--log-level", "info", policies=policies)
     try:
-        first = served_revision(server.client)
+        first = str(server.decide()["policy_revision"])
         with Load(server) as load:
             wait_until(lambda: load.answered >= 200)  # the filter and the webhook are busy
             enforcement = policies / "enforcement.yaml"
             text = enforcement.read_text().replace("[sandbox], action: dryrun", "[sandbox], action: deny")
             enforcement.write_text(text)
-            wait_until(lambda: served_revision(server.client) != first)
-            second = served_revision(server.client)
+            wait_until(lambda: str(server.decide()["policy_revision"]) != first)
+            second = str(server.decide()["policy_revision"])
             before = load.answered
             wait_until(lambda: load.answered >= before + 200)  # load on past the swap and table rebuild
         assert not load.failures, load.failures[:5]
