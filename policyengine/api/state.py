@@ -147,14 +147,15 @@ class AppState:
         with self._reload_lock:
             if self.bundles is not None:
                 return self._reload_bundle(self.bundles)
-            for _ in range(MAX_LOAD_ATTEMPTS):
+            # Files that change while they are read (an editor, a kubelet ..data swap between two reads)
+            # may give a mix of two versions: such a load is neither served nor reported; read again.
+            for attempt in range(1, MAX_LOAD_ATTEMPTS + 1):
                 self._policy_seen = policy_fingerprint(self.settings.policies)
-                outcome = self._load(self.settings.policies)
-                # Files that changed while they were read (an editor, a kubelet ..data swap between two
-                # reads) may have given a mix of two versions: read them again.
-                if policy_fingerprint(self.settings.policies) == self._policy_seen:
-                    break
-            return outcome
+                stable = self._policy_seen if attempt < MAX_LOAD_ATTEMPTS else None
+                outcome = self._load(self.settings.policies, unchanged_since=stable)
+                if outcome is not None:
+                    return outcome
+            raise AssertionError("unreachable: the last attempt always returns")
 
     def _reload_bundle(self, bundles: BundleSource) -> ReloadOutcome:
         current = self._snapshot.revision if self._snapshot else None
@@ -167,16 +168,28 @@ class AppState:
         if unpacked is None:
             return ReloadOutcome(current, current, False)
         outcome = self._load(unpacked.directory, unpacked.revision)
+        assert outcome is not None  # without unchanged_since a load always has an outcome
         served = self._snapshot.policy.directory if self._snapshot else None
         bundles.discard_except(served)
         return outcome
 
-    def _load(self, directory: Path, expected_revision: str | None = None) -> ReloadOutcome:
+    def _load(
+        self,
+        directory: Path,
+        expected_revision: str | None = None,
+        unchanged_since: tuple[Any, ...] | None = None,
+    ) -> ReloadOutcome | None:
+        """Build and swap in; None (nothing served or reported) when the files changed from
+        `unchanged_since` while they were read."""
         previous = self._snapshot.revision if self._snapshot else None
         try:
             snapshot = self.build_snapshot(directory, expected_revision)
         except (PolicyError, EngineError, UnknownCluster, BundleError, OSError) as exc:
+            if unchanged_since is not None and policy_fingerprint(directory) != unchanged_since:
+                return None
             return self._failed(previous, describe_load_error(exc))
+        if unchanged_since is not None and policy_fingerprint(directory) != unchanged_since:
+            return None
         self.last_reload_error = None
         if snapshot.revision == previous:
             metrics.POLICY_RELOADS.labels("unchanged").inc()
