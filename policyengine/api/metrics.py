@@ -61,12 +61,12 @@ ROUTING_DURATION = Histogram(
     ["endpoint", "decision"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-# The audit spool's gauge is policyengine_audit_spool_rows (policyengine.audit.metrics), kept by the writer.
 BUNDLE_FETCHES = Counter(
     "policyengine_policy_bundle_fetches_total",
     "Polls of the policy bundle URL, by result (modified, not_modified, error).",
     ["result"],
 )
+# The audit spool's gauge is policyengine_audit_spool_rows (policyengine.audit.metrics), kept by the writer.
 READY = Gauge(
     "policyengine_server_ready",
     "1 when the worker serves a loaded policy with a working audit store (minimum over workers).",
