@@ -8,7 +8,7 @@ if [ "$#" -ne 2 ]; then
   echo "usage: $0 SOURCE_DIR VENV_DIR" >&2
   exit 2
 fi
-source_dir=$1
+source_dir=$(cd "$1" && pwd)  # absolute: pip reads a bare relative name as a requirement
 venv=$2
 python=${PYTHON:-python3}
 wheels=$(mktemp -d)
