@@ -1,15 +1,16 @@
 """The fail-closed validating webhook sees only what can cross clusters: its rendered matchConditions
 (`kubectl kustomize` of base and the overlays), evaluated as the API server does (every condition must
-be true for the webhook to be called) by a real CEL evaluator (`common-expression-language`, the Rust
-`cel` crate; Kubernetes uses cel-go, and these expressions use only the standard `has`, `in`, `||`,
-`&&`, `!=`). A plain Service is never sent; every Service the extractors find a crossing in is; every
-routing kind is; an expression that errors would fail closed, so none may error on any sample."""
+be true for the webhook to be called) by a real CEL evaluator (cel-python, pinned in the test extras;
+Kubernetes uses cel-go, and these expressions use only the standard `has`, `in`, `||`, `&&`, `!=`).
+A plain Service is never sent; every Service the extractors find a crossing in is; every routing kind
+is; an expression that errors would fail closed, so none may error on any sample."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-import cel
+import celpy
 import pytest
 
 from policyengine.admission.extract import ExtractionContext, extractors_for
@@ -56,12 +57,18 @@ def request_for(obj: dict[str, Any], user: dict[str, Any] = USER) -> dict[str, A
     }
 
 
+@functools.cache
+def program(expression: str) -> Any:
+    environment = celpy.Environment()
+    return environment.program(environment.compile(expression))
+
+
 def sends(hook: dict[str, Any], obj: dict[str, Any], user: dict[str, Any] = USER) -> bool:
     """Whether the API server would call `hook` for `obj` (all matchConditions true; an error raises)."""
-    context = request_for(obj, user)
-    results = [cel.evaluate(c["expression"], context) for c in hook["matchConditions"]]
-    assert all(isinstance(r, bool) for r in results), results
-    return all(results)
+    context = {name: celpy.json_to_cel(value) for name, value in request_for(obj, user).items()}
+    results = [program(c["expression"]).evaluate(context) for c in hook["matchConditions"]]
+    assert all(isinstance(r, celpy.celtypes.BoolType) for r in results), results  # an error fails closed
+    return all(bool(r) for r in results)
 
 
 def validating(overlay: str) -> dict[str, Any]:
