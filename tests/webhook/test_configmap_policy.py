@@ -23,7 +23,10 @@ POLICY_MOUNT = "/etc/policyengine/policies"
 
 def test_every_overlay_feeds_the_policy_from_the_generated_configmap(tmp_path: Path) -> None:
     shipped = data_of(REPO / "deploy" / "base" / "policies")
-    assert shipped == data_of(default_policies()), "deploy/base/policies drifted from policyengine/policies"
+    assert shipped == data_of(default_policies()), (
+        "deploy/base/policies drifted from policyengine/policies: cp policyengine/policies/*.yaml "
+        "deploy/base/policies/ (and list any new file in deploy/base/kustomization.yaml)"
+    )
     for overlay in sorted(set(OWN) | set(OTHERS)):
         objects = render(overlay)
         config_map = one(objects, "ConfigMap", "policyengine-policies")  # no hash suffix
