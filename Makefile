@@ -44,7 +44,7 @@ lint: venv-test
 	$(VENV)/bin/mypy
 
 pytest: venv-test system-deps
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
 test: lint pytest
 

@@ -13,7 +13,7 @@ import copy
 import logging
 from typing import Any
 
-from uvicorn.config import LOGGING_CONFIG
+from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
 AUTHZ_PREFIX = "/v1/authz/"
 
@@ -36,9 +36,16 @@ class PrivateAccessLog(logging.Filter):
         return True
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's default logging config with `PrivateAccessLog` on the access handler."""
-    config = copy.deepcopy(LOGGING_CONFIG)
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's default logging config with `PrivateAccessLog` on the access handler, and the
+    `policyengine` loggers (a reload naming its revision, a failed reload and why) on its default handler
+    at the server's log level."""
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["private_access"] = {"()": f"{__name__}.PrivateAccessLog"}
     config["handlers"]["access"]["filters"] = ["private_access"]
+    config["loggers"]["policyengine"] = {
+        "handlers": ["default"],
+        "level": LOG_LEVELS.get(level.lower(), level.upper()),
+        "propagate": False,
+    }
     return config

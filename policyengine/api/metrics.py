@@ -51,6 +51,22 @@ POLICY_RELOADS = Counter(
     "Policy reload attempts, by result (ok, unchanged, failed).",
     ["result"],
 )
+ROUTING_REQUESTS = Counter(
+    "policyengine_routing_requests_total",
+    "Routing filter answers (/v1/authz, /v1/decide), by endpoint and decision (allow, deny, rewrite).",
+    ["endpoint", "decision"],
+)
+ROUTING_DURATION = Histogram(
+    "policyengine_routing_request_duration_seconds",
+    "Time from a received routing request to its answer (judging and audit), by endpoint and decision.",
+    ["endpoint", "decision"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+BUNDLE_FETCHES = Counter(
+    "policyengine_policy_bundle_fetches_total",
+    "Polls of the policy bundle URL, by result (modified, not_modified, error).",
+    ["result"],
+)
 # The audit spool's gauge is policyengine_audit_spool_rows (policyengine.audit.metrics), kept by the writer.
 READY = Gauge(
     "policyengine_server_ready",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
@@ -25,7 +26,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from policyengine.api import access, openapi
+from policyengine.api import access, metrics, openapi
 from policyengine.api.body import BodyProblem, read_json
 from policyengine.audit.record import AuditRecord
 from policyengine.decision import Decision
@@ -103,6 +104,18 @@ def _response(verdict: Verdict) -> Response:
     return JSONResponse(verdict.body, status_code=verdict.status, headers=verdict.headers)
 
 
+def _observed(endpoint: str, decision: Decision, started: float) -> None:
+    """Count the answer and its latency (policyengine_routing_requests_total / _duration_seconds)."""
+    outcome = str(decision.outcome)
+    metrics.child(metrics.ROUTING_REQUESTS, endpoint, outcome).inc()
+    metrics.child(metrics.ROUTING_DURATION, endpoint, outcome).observe(time.perf_counter() - started)
+
+
+def _answered(verdict: Verdict, started: float) -> Response:
+    _observed("authz", verdict.decision, started)
+    return _response(verdict)
+
+
 async def _audited(request: Request, verdict: Verdict) -> Verdict:
     """Write the verdict's audit row; refuse (fail closed) when the trail cannot take it."""
     state: ServerState | None = getattr(request.app.state, "pe", None)
@@ -143,6 +156,7 @@ def _unrecorded(reason: str, *, remedy: str, policy_revision: str, service: str)
 
 
 async def _authz(request: Request, path: str) -> Response:
+    started = time.perf_counter()
     refused = access.refusal(request, access.API)
     if refused is not None:
         return refused
@@ -151,7 +165,7 @@ async def _authz(request: Request, path: str) -> Response:
         verdict = refusal(
             "the routing filter is not attached to a server state", remedy="start with policyengine serve"
         )
-        return _response(verdict)
+        return _answered(verdict, started)
     try:
         parsed = read_authz_request(request.headers, request.method, path, routing.source_header)
     except RequestProblem as problem:
@@ -162,7 +176,7 @@ async def _authz(request: Request, path: str) -> Response:
             remedy=problem.remedy,
             policy_revision=table.revision if table is not None else "",
         )
-        return _response(await _audited(request, verdict))
+        return _answered(await _audited(request, verdict), started)
     try:
         fast = routing.judge_compiled(parsed)  # a dict lookup: stays on the event loop
         if fast is not None:
@@ -176,7 +190,7 @@ async def _authz(request: Request, path: str) -> Response:
     except Exception as exc:  # a bug must still fail closed with a reason
         log.exception("routing filter could not judge %s -> %s", parsed.source.value, parsed.host)
         verdict = refusal(f"the filter could not judge this request: {exc}", source=parsed.source.value)
-    return _response(await _audited(request, verdict))
+    return _answered(await _audited(request, verdict), started)
 
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -267,6 +281,7 @@ def _profile(snapshot: PolicySnapshot, end: EndpointIn, default_workload: str | 
 @router.post("/v1/decide", openapi_extra=openapi.ROUTE)
 async def decide(request: Request) -> Response:
     """Judge one route (JSON body, see `RouteIn`) and answer its Decision; the decision is audited."""
+    started = time.perf_counter()
     refused = access.refusal(request, access.API)
     if refused is not None:
         return refused
@@ -323,6 +338,7 @@ async def decide(request: Request) -> Response:
         return _problem(
             503, str(audited.body.get("reason", "audit failed")), "check the audit database, then retry"
         )
+    _observed("decide", decision, started)
     return JSONResponse(_decision_json(decision))
 
 

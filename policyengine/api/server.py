@@ -4,7 +4,8 @@ Workers are spawned processes that build the app with `app_from_environment`, so
 JSON in the environment. With several workers, Prometheus runs in multiprocess mode (a directory of
 per-worker sample files under the runtime dir, set before any worker imports prometheus_client) and
 admin reloads reach every worker through a file in the same runtime dir. Each worker follows the
-certificate files and reloads its TLS chain when they change.
+certificate files and reloads its TLS chain when they change. policyengine's own log lines go to uvicorn's
+handler in uvicorn's format, at the server's log level (`policyengine/api/logs.py`).
 
 The HTTP protocol is uvicorn's httptools one with header and body timeouts and head limits
 (`policyengine/api/protocol.py`); TLS is 1.2 with AEAD suites or 1.3 (`policyengine/api/tls.py`); the
@@ -80,7 +81,7 @@ def run(settings: Settings) -> None:
         ssl_context_factory=context_factory(
             settings.cert_check_seconds, settings.tls_min_version, client_cas(settings)
         ),
-        log_config=log_config(),
+        log_config=log_config(settings.log_level),
         log_level=settings.log_level,
         server_header=False,
         proxy_headers=False,

@@ -74,6 +74,11 @@ class Settings(BaseModel):
     own_namespace: str = "policyengine-system"
     own_service_account: str = "policyengine"
     policy_check_seconds: float = Field(default=2.0, gt=0, description="how often to look for policy changes")
+    # The policy from a bundle service instead of `policies` (api/bundle_source.py).
+    policy_bundle_url: str | None = Field(default=None, pattern=r"^https://\S+$", description="HTTPS only")
+    policy_bundle_ca: Path | None = None
+    policy_bundle_token: str | None = Field(default=None, repr=False)
+    policy_bundle_poll_seconds: float = Field(default=30.0, gt=0)
     runtime_dir: Path | None = Field(default=None, description="shared by workers: reload requests")
     echo_endpoint: bool = Field(default=False, description="serve /echo, the benchmark's floor")
     stock_http: bool = Field(

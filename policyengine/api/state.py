@@ -1,5 +1,8 @@
 """The server's state: the current policy snapshot (swapped atomically on reload), audit writer, settings.
 
+The policy comes from the policy repo directory (reloaded when its files change) or, with a bundle URL,
+from a bundle service (polled; a bundle is served only when its contents have the manifest's revision).
+
 A `Snapshot` is built completely (policy loaded and checked, a fresh engine loaded with its modules, the
 Decider warmed) before one attribute assignment makes it current, so a request sees either the old
 policy or the new one, never a half-loaded mix. A failed reload keeps the current snapshot and says why.
@@ -12,7 +15,9 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +26,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from policyengine.api import metrics
+from policyengine.api.bundle_source import BundleSource, BundleUnavailable, bundle_source
 from policyengine.api.settings import Settings
 from policyengine.audit import AuditStatus, AuditWriter
 from policyengine.audit import metrics as audit_metrics
 from policyengine.audit.head_signer import HeadSigner
 from policyengine.audit.sealer import Sealer
 from policyengine.audit.signing import SigningKey
+from policyengine.bundle import BundleError
 from policyengine.decide import Decider
 from policyengine.engine import Engine, EngineError, make_engine
 from policyengine.policy import LoadedPolicy, PolicyError, load_policy
@@ -35,6 +42,7 @@ from policyengine.route import Route
 log = logging.getLogger("policyengine.server")
 T = TypeVar("T")
 RELOAD_REQUEST_FILE = "reload-request"
+MAX_LOAD_ATTEMPTS = 3
 
 
 class UnknownCluster(ValueError):
@@ -84,6 +92,8 @@ class AppState:
     _executor: ThreadPoolExecutor | None = None
     _policy_seen: tuple[Any, ...] = ()
     _audit_state_seen: str = "ok"
+    bundles: BundleSource | None = None  # set by start() with --policy-bundle-url
+    _bundle_polled: float = 0.0
 
     # -- the snapshot -------------------------------------------------------------------------------
     @property
@@ -110,12 +120,23 @@ class AppState:
         except Exception:
             log.exception("reload listener %r failed", fn)
 
-    def build_snapshot(self) -> Snapshot:
-        """Load the policy repo and a fresh engine; raises PolicyError or EngineError."""
-        policy = load_policy(self.settings.policies)
+    def build_snapshot(self, directory: Path | None = None, expected_revision: str | None = None) -> Snapshot:
+        """Load the policy repo (`directory`, default the configured one) and a fresh engine.
+
+        With `expected_revision` (a bundle's manifest) the loaded revision must equal it. Raises
+        PolicyError, EngineError, UnknownCluster or BundleError.
+        """
+        directory = directory or self.settings.policies
+        policy = load_policy(directory)
+        if expected_revision is not None and policy.revision != expected_revision:
+            raise BundleError(
+                f"the bundle's .manifest says revision {expected_revision}, but its contents are revision "
+                f"{policy.revision} under this policyengine's rule library: it was built by another "
+                "policyengine version or altered after the build (rebuild it with policyengine bundle build)"
+            )
         if policy.cluster_info(self.settings.cluster) is None:
             raise UnknownCluster(
-                f"cluster {self.settings.cluster!r} is not in {self.settings.policies}/clusters.yaml "
+                f"cluster {self.settings.cluster!r} is not in {directory}/clusters.yaml "
                 f"(known: {', '.join(policy.cluster_names())}): fix --cluster or add the cluster"
             )
         engine = make_engine(
@@ -125,29 +146,78 @@ class AppState:
         return Snapshot(policy, decider, engine, policy.revision, dt.datetime.now(dt.UTC))
 
     def reload(self) -> ReloadOutcome:
-        """Build a new snapshot and swap it in; keep the current one if anything fails."""
+        """Load the policy again (the repo's files, or a new bundle from the bundle URL) and swap it in
+        when its revision is new; keep the current one if anything fails, and say why."""
         with self._reload_lock:
-            previous = self._snapshot.revision if self._snapshot else None
-            self._policy_seen = policy_fingerprint(self.settings.policies)
-            try:
-                snapshot = self.build_snapshot()
-            except (PolicyError, EngineError, UnknownCluster, OSError) as exc:
-                problems = describe_load_error(exc)
-                self.last_reload_error = "; ".join(problems)
-                metrics.POLICY_RELOADS.labels("failed").inc()
-                log.error("policy reload failed, still serving %s: %s", previous, self.last_reload_error)
-                return ReloadOutcome(previous, previous, False, tuple(problems))
-            self.last_reload_error = None
-            if snapshot.revision == previous:
-                metrics.POLICY_RELOADS.labels("unchanged").inc()
-                return ReloadOutcome(previous, previous, False)
-            self._warm(snapshot)
-            self._snapshot = snapshot  # the atomic swap
-            metrics.POLICY_RELOADS.labels("ok").inc()
-            log.info("serving policy %s (was %s)", snapshot.revision, previous)
-            for fn in list(self._listeners):
-                self._notify(fn, snapshot)
-            return ReloadOutcome(snapshot.revision, previous, True)
+            if self.bundles is not None:
+                return self._reload_bundle(self.bundles)
+            # Files that change while they are read (an editor, a kubelet ..data swap between two reads)
+            # may give a mix of two versions: such a load is neither served nor reported; read again.
+            for attempt in range(1, MAX_LOAD_ATTEMPTS + 1):
+                self._policy_seen = policy_fingerprint(self.settings.policies)
+                stable = self._policy_seen if attempt < MAX_LOAD_ATTEMPTS else None
+                outcome = self._load(self.settings.policies, unchanged_since=stable)
+                if outcome is not None:
+                    return outcome
+            raise AssertionError("unreachable: the last attempt always returns")
+
+    def _reload_bundle(self, bundles: BundleSource) -> ReloadOutcome:
+        current = self._snapshot.revision if self._snapshot else None
+        self._bundle_polled = time.monotonic()
+        try:
+            unpacked = bundles.fetch()
+        except (BundleUnavailable, BundleError) as exc:
+            unavailable = isinstance(exc, BundleUnavailable)
+            return self._failed(current, [f"policy bundle {bundles.url}: {exc}"], quiet=unavailable)
+        if unpacked is None:
+            return ReloadOutcome(current, current, False)
+        outcome = self._load(unpacked.directory, unpacked.revision)
+        assert outcome is not None  # without unchanged_since a load always has an outcome
+        served = self._snapshot.policy.directory if self._snapshot else None
+        bundles.discard_except(served)
+        return outcome
+
+    def _load(
+        self,
+        directory: Path,
+        expected_revision: str | None = None,
+        unchanged_since: tuple[Any, ...] | None = None,
+    ) -> ReloadOutcome | None:
+        """Build and swap in; None (nothing served or reported) when the files changed from
+        `unchanged_since` while they were read."""
+        previous = self._snapshot.revision if self._snapshot else None
+        try:
+            snapshot = self.build_snapshot(directory, expected_revision)
+        except (PolicyError, EngineError, UnknownCluster, BundleError, OSError) as exc:
+            if unchanged_since is not None and policy_fingerprint(directory) != unchanged_since:
+                return None
+            return self._failed(previous, describe_load_error(exc))
+        if unchanged_since is not None and policy_fingerprint(directory) != unchanged_since:
+            return None
+        self.last_reload_error = None
+        if snapshot.revision == previous:
+            metrics.POLICY_RELOADS.labels("unchanged").inc()
+            return ReloadOutcome(previous, previous, False)
+        self._warm(snapshot)
+        self._snapshot = snapshot  # the atomic swap
+        metrics.POLICY_RELOADS.labels("ok").inc()
+        if previous is None:
+            log.info("serving policy %s", snapshot.revision)
+        else:
+            log.info("policy reloaded: serving %s (was %s)", snapshot.revision, previous)
+        for fn in list(self._listeners):
+            self._notify(fn, snapshot)
+        return ReloadOutcome(snapshot.revision, previous, True)
+
+    def _failed(self, current: str | None, problems: list[str], *, quiet: bool = False) -> ReloadOutcome:
+        """Record and log a failed reload (`quiet`: log only when the reason changed, e.g. an outage)."""
+        error = "; ".join(problems)
+        repeated = error == self.last_reload_error
+        self.last_reload_error = error
+        metrics.POLICY_RELOADS.labels("failed").inc()
+        if not (quiet and repeated):
+            log.error("policy reload failed, still serving %s: %s", current, error)
+        return ReloadOutcome(current, current, False, tuple(problems))
 
     def _warm(self, snapshot: Snapshot) -> None:
         """Compile the engine in the evaluation thread before the snapshot serves its first request."""
@@ -199,6 +269,9 @@ class AppState:
         )
         if self.settings.audit_signing_key is not None:
             self.signer = self._head_signer(self.audit, self.settings.audit_signing_key)
+        if self.settings.policy_bundle_url is not None:
+            runtime = self.settings.runtime_dir or Path(tempfile.mkdtemp(prefix="policyengine-"))
+            self.bundles = bundle_source(self.settings, runtime / "bundles" / str(os.getpid()))
         self.reload()
         self._reload_request_seen = self._reload_request()
 
@@ -222,6 +295,8 @@ class AppState:
             self.audit.close()
         if self.signer is not None:
             self.signer.close()
+        if self.bundles is not None:
+            self.bundles.close()
 
     # -- watching for changes -----------------------------------------------------------------------
     def _reload_request(self) -> str:
@@ -244,11 +319,15 @@ class AppState:
         self._reload_request_seen = token
 
     def changed_since_last_load(self) -> bool:
-        """True when a policy file changed or another worker asked for a reload."""
+        """True when a policy file changed (with a bundle URL: when a poll is due) or another worker
+        asked for a reload."""
         request = self._reload_request()
         if request != getattr(self, "_reload_request_seen", ""):
             self._reload_request_seen = request
             return True
+        if self.bundles is not None:  # until a first bundle loads, at every check
+            every = self.settings.policy_bundle_poll_seconds if self._snapshot else self.settings.policy_check_seconds
+            return time.monotonic() - self._bundle_polled >= every
         return policy_fingerprint(self.settings.policies) != self._policy_seen
 
     async def watch(self) -> None:

@@ -23,10 +23,11 @@ def build_command(
     """Build an OPA bundle (.manifest with revision and roots, data.json, the Rego modules)."""
     policy = open_policy(policies)
     try:
-        info = build_bundle(policy.modules, policy.data, out)
+        info = build_bundle(policy.modules, policy.data, out, repo=policy.directory)
     except BundleError as exc:
         fail(str(exc))
     console.print(f"wrote {info.path} ({info.size} bytes, {len(info.files)} files)")
     console.print(f"revision {info.revision}")
     console.print(f"roots    {', '.join(info.roots)}")
     console.print(f"load it with: opa run --server --bundle {info.path}  (then policyengine --engine opa)")
+    console.print("or publish it to a bundle service for: policyengine serve --policy-bundle-url URL")

@@ -57,9 +57,11 @@ def open_policy(directory: Path | None) -> LoadedPolicy:
     try:
         policy = load_policy(path)
     except PolicyError as exc:
-        for problem in exc.problems:
+        for problem in exc.errors:
             err_console.print(f"[red]{problem}[/]", soft_wrap=True)
-        fail(f"the policy repo {path} has {len(exc.problems)} problem(s); fix them and retry")
+        for warning in exc.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        fail(f"the policy repo {path} has {len(exc.errors)} error(s); fix them and retry")
     for warning in policy.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     return policy

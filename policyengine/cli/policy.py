@@ -1,9 +1,11 @@
-"""`policyengine policy schema|lint|show`: the policy repo's JSON Schema, its problems, its compiled data."""
+"""`policyengine policy init|schema|lint|show`: start a policy repo from the bundled one; the repo's JSON
+Schema, its problems, its compiled data."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,7 @@ from policyengine.policy import check_policy
 from policyengine.policy.models import FILE_MODELS
 from policyengine.policy.schema import combined_schema, file_schema
 
-app = typer.Typer(help="Inspect the policy repo: schema, lint, show.", no_args_is_help=True)
+app = typer.Typer(help="Start and inspect the policy repo: init, schema, lint, show.", no_args_is_help=True)
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -51,6 +53,36 @@ def _directory(directory: Path | None) -> Path:
         )
         raise typer.Exit(2)
     return path
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the new policy repo (created if missing).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite policy files already there.")] = False,
+) -> None:
+    """Copy the bundled default policy repo into DIRECTORY, as the start of your own."""
+    sources = sorted(p for p in DEFAULT_POLICIES.iterdir() if p.is_file() and p.suffix == ".yaml")
+    if directory.exists() and not directory.is_dir():
+        _err.print(f"[bold red]error:[/] {escape(str(directory))} exists and is not a directory")
+        raise typer.Exit(2)
+    there = [directory / p.name for p in sources if (directory / p.name).exists()]
+    if there and not force:
+        names = ", ".join(escape(str(p)) for p in there)
+        _err.print(f"[bold red]error:[/] {names} already exist: nothing written (pass --force to overwrite)")
+        raise typer.Exit(2)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            shutil.copyfile(source, directory / source.name)
+    except OSError as exc:
+        _err.print(f"[bold red]error:[/] cannot write {escape(str(directory))}: {escape(exc.strerror or str(exc))}")
+        raise typer.Exit(2) from None
+    _out.print(f"wrote {len(sources)} policy files to {escape(str(directory))}: {', '.join(p.name for p in sources)}")
+    _out.print("next: edit clusters.yaml (your clusters) and services.yaml, then")
+    _out.print(f"  policyengine policy lint {escape(str(directory))}")
+    _out.print(f"  policyengine test --policies {escape(str(directory))}")
+    _out.print(f"  policyengine check --policies {escape(str(directory))} --cluster NAME MANIFESTS...")
+    _out.print("your own Rego modules go in rego/ beside them (packages under policyengine)")
 
 
 @app.command()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from policyengine.api.state import AppState
 
 DEFAULT_DEV_CERTS = Path("var/tls")
 
@@ -23,6 +26,23 @@ def serve(
     policies: Annotated[
         Path | None, typer.Option(help="The policy repo directory (default: the bundled one).", show_default=False)
     ] = None,
+    policy_bundle_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the policy from this HTTPS bundle service URL instead (a bundle from "
+            "`policyengine bundle build`), polled with ETags.",
+            show_default=False,
+        ),
+    ] = None,
+    policy_bundle_ca: Annotated[
+        Path | None, typer.Option(help="CA bundle (PEM) that signs the bundle service's certificate.")
+    ] = None,
+    policy_bundle_token_file: Annotated[
+        Path | None, typer.Option(help="File holding a bearer token for the bundle service.")
+    ] = None,
+    policy_bundle_poll_seconds: Annotated[
+        float, typer.Option(help="How often to poll the bundle URL (If-None-Match; 304 costs nothing).")
+    ] = 30.0,
     db: Annotated[
         str,
         typer.Option(
@@ -153,7 +173,7 @@ def serve(
     from policyengine.api.access import load_ca_file, load_token_file
     from policyengine.api.server import run
     from policyengine.api.settings import Settings
-    from policyengine.api.state import AppState, describe_load_error
+    from policyengine.api.state import describe_load_error
     from policyengine.api.tls import check_pair, make_dev_certificates
     from policyengine.audit import AuditStoreError
     from policyengine.audit.signing import SigningKey, SigningKeyError
@@ -194,6 +214,19 @@ def serve(
             api_tokens = load_token_file(api_token_file)
         except ValueError as exc:
             raise _fail(f"--api-token-file {exc}") from None
+    bundle_token = None
+    if policy_bundle_url is not None:
+        if policies is not None:
+            raise _fail("--policies and --policy-bundle-url are exclusive: serve the repo's files or its bundle")
+        if not policy_bundle_url.startswith("https://"):
+            raise _fail(f"--policy-bundle-url {policy_bundle_url}: HTTPS only (the bundle decides every request)")
+        if policy_bundle_ca is not None and not policy_bundle_ca.is_file():
+            raise _fail(f"--policy-bundle-ca {policy_bundle_ca}: no such file")
+        if policy_bundle_token_file is not None:
+            try:
+                bundle_token = policy_bundle_token_file.read_text().strip()
+            except OSError as exc:
+                raise _fail(f"--policy-bundle-token-file {policy_bundle_token_file}: {exc.strerror}") from None
     try:
         settings = Settings(
             cluster=cluster,
@@ -221,6 +254,10 @@ def serve(
             validate_deadline_seconds=validate_deadline,
             cert_check_seconds=cert_check_seconds,
             policy_check_seconds=policy_check_seconds,
+            policy_bundle_url=policy_bundle_url,
+            policy_bundle_ca=policy_bundle_ca,
+            policy_bundle_token=bundle_token,
+            policy_bundle_poll_seconds=policy_bundle_poll_seconds,
             runtime_dir=runtime_dir,
             eval_threads=eval_threads,
             log_level=log_level,
@@ -245,7 +282,9 @@ def serve(
         raise _fail(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     # Fail before any worker starts, with the reason, rather than with a worker's traceback.
     try:
-        snapshot = AppState(settings).build_snapshot()
+        from policyengine.api.state import AppState
+
+        revision = _first_revision(AppState(settings))
     except Exception as exc:
         raise _fail("the policy repo does not load:\n  " + "\n  ".join(describe_load_error(exc))) from None
     shown_db = display_url(db)  # never the password
@@ -264,10 +303,38 @@ def serve(
     metrics_where = f", /metrics on http://{host}:{metrics_port}" if metrics_port is not None else ""
     typer.echo(
         f"policyengine serving cluster {cluster} on https://{host}:{port} "
-        f"(policy {snapshot.revision[:19]}, engine {engine}, audit {shown_db} {signing}, {workers} worker(s)"
+        f"(policy {revision[:19]}, engine {engine}, audit {shown_db} {signing}, {workers} worker(s)"
         f"{metrics_where})"
     )
     run(settings)
+
+
+def _first_revision(state: AppState) -> str:
+    """The revision the server will start with; raises what loading it raises.
+
+    From a bundle URL: a bundle that came and does not load fails here; a service that does not answer
+    only delays readiness (the workers poll until a bundle loads).
+    """
+    import shutil
+    import tempfile
+
+    from policyengine.api.bundle_source import BundleUnavailable, bundle_source
+
+    if state.settings.policy_bundle_url is None:
+        return state.build_snapshot().revision
+    scratch = Path(tempfile.mkdtemp(prefix="policyengine-bundle-"))
+    source = bundle_source(state.settings, scratch)
+    try:
+        unpacked = source.fetch()
+        if unpacked is None:
+            raise BundleUnavailable(f"{source.url} answered 304 Not Modified to a request without an ETag")
+        return state.build_snapshot(unpacked.directory, unpacked.revision).revision
+    except BundleUnavailable as exc:
+        typer.secho(f"warning: {exc}; not ready until a bundle loads", err=True, fg="yellow")
+        return "(no bundle yet)"
+    finally:
+        source.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,11 @@
 """The embedded Rego engine: regorus (Rust), one engine per thread, compiled once per policy load.
 
-regorus engines are unsendable (using one from another thread panics), so each thread builds its own
-from the loaded modules and data the first time it evaluates after a load, then reuses it. The decision
+regorus engines are unsendable (using or dropping one on another thread panics), so each thread builds
+its own from the loaded modules and data the first time it evaluates after a load, then reuses it. The
+thread owns them, not the `RegorusEngine`: they live in a module-level thread-local table, so dropping a
+`RegorusEngine` (an old policy snapshot, released by whichever thread swapped in the new one) drops no
+regorus object. A thread drops its engines itself: stale ones when it next builds, all of them when it
+ends. The decision
 entry point runs on regorus's compiled virtual machine (RVM), about four times faster than its tree
 interpreter here; other queries (explain, unit tests, ad-hoc rules) use the interpreter. The oracle
 tests check both against real OPA. All values cross the boundary as JSON text; any engine error,
@@ -10,9 +14,11 @@ panic included, becomes an EngineError.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +57,30 @@ class _ThreadEngines:
         self.vm = vm
 
 
+class _OwnedEngines:
+    """One thread's engines for one `RegorusEngine` and load generation (kept in `_THREAD_ENGINES`)."""
+
+    __slots__ = ("engines", "generation", "owner")
+
+    def __init__(self, owner: weakref.ref[RegorusEngine], generation: int, engines: _ThreadEngines) -> None:
+        self.owner = owner
+        self.generation = generation
+        self.engines = engines
+
+
+# Per thread: {RegorusEngine token: its engines built on this thread}. Module-level, so it is never
+# collected on another thread; CPython clears a thread's entry on that thread when it ends.
+_THREAD_ENGINES = threading.local()
+_TOKENS = itertools.count(1)
+
+
+def _thread_table() -> dict[int, _OwnedEngines]:
+    table: dict[int, _OwnedEngines] | None = getattr(_THREAD_ENGINES, "table", None)
+    if table is None:
+        table = _THREAD_ENGINES.table = {}
+    return table
+
+
 def _guarded(what: str, action: Any) -> Any:
     try:
         return action()
@@ -68,7 +98,7 @@ class RegorusEngine:
     def __init__(self, compiled_entry_points: tuple[str, ...] = (DECISION_QUERY,)) -> None:
         self._entry_points = compiled_entry_points
         self._loaded: _Loaded | None = None
-        self._local = threading.local()
+        self._token = next(_TOKENS)
         self._lock = threading.Lock()
 
     def load(self, modules: Mapping[str, str], data: Mapping[str, Any]) -> None:
@@ -78,8 +108,14 @@ class RegorusEngine:
             candidate = _Loaded(modules, data_json, generation)
             engines = self._build(candidate)  # validates before swapping: a bad module never goes live
             self._loaded = candidate
-        self._local.engines = engines
-        self._local.generation = generation
+        self._keep(generation, engines)
+
+    def _keep(self, generation: int, engines: _ThreadEngines) -> None:
+        """Hold `engines` for this thread; drop, here, this thread's engines of collected owners."""
+        table = _thread_table()
+        for token in [t for t, owned in table.items() if owned.owner() is None]:
+            del table[token]
+        table[self._token] = _OwnedEngines(weakref.ref(self), generation, engines)
 
     def _build(self, loaded: _Loaded) -> _ThreadEngines:
         interpreter = self._interpreter(loaded)
@@ -106,10 +142,11 @@ class RegorusEngine:
         loaded = self._loaded
         if loaded is None:
             raise EngineError("no policy is loaded into the Rego engine")
-        if getattr(self._local, "generation", None) != loaded.generation:
-            self._local.engines = self._build(loaded)
-            self._local.generation = loaded.generation
-        engines: _ThreadEngines = self._local.engines
+        owned = _thread_table().get(self._token)
+        if owned is not None and owned.generation == loaded.generation:
+            return owned.engines
+        engines = self._build(loaded)
+        self._keep(loaded.generation, engines)
         return engines
 
     def evaluate(self, query: str, input_json: str) -> Any:

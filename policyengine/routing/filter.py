@@ -105,7 +105,7 @@ class RoutingFilter:
         with self._lock:
             if generation == self._generation or self._table is None or self._table is table:
                 self._table = table
-        log.info(
+        log.debug(  # the reload itself is logged once, by the server, with the new revision
             "routing table for %s: %d answers in %.1f ms",
             table.revision,
             table.size,

@@ -71,3 +71,35 @@ def test_show_prints_compiled_data(repo: Path) -> None:
     edit(repo / "clusters.yaml", "entity: adnet", "entity: adnett")
     broken = runner.invoke(app, ["show", str(repo)])
     assert broken.exit_code == 1
+
+
+def test_init_writes_the_bundled_repo_and_never_overwrites(tmp_path: Path) -> None:
+    from policyengine.policy import load_policy
+    from policyengine.resources import default_policies
+
+    target = tmp_path / "compliance" / "policies"
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 9 policy files" in result.output
+    for source in default_policies().glob("*.yaml"):
+        assert (target / source.name).read_text() == source.read_text()
+    assert load_policy(target).revision == load_policy(default_policies()).revision
+    assert runner.invoke(app, ["lint", str(target)]).exit_code == 0
+    (target / "clusters.yaml").write_text("clusters: []\n")  # the user's edit
+    again = runner.invoke(app, ["init", str(target)])
+    assert again.exit_code == 2 and "already exist" in again.output and "clusters.yaml" in again.output
+    assert (target / "clusters.yaml").read_text() == "clusters: []\n"
+    forced = runner.invoke(app, ["init", str(target), "--force"])
+    assert forced.exit_code == 0 and (target / "clusters.yaml").read_text() != "clusters: []\n"
+    (tmp_path / "file").write_text("x")
+    assert runner.invoke(app, ["init", str(tmp_path / "file")]).exit_code == 2
+
+
+def test_a_command_on_a_broken_repo_counts_errors_not_warnings(repo: Path) -> None:
+    from policyengine.cli.main import app as main
+
+    edit(repo / "clusters.yaml", "region: aws/eu-central-1", "region: aws/eu-west-9")
+    result = CliRunner().invoke(main, ["test", "--policies", str(repo)])
+    assert result.exit_code == 2, result.output
+    assert "has 1 error(s)" in result.output  # the expired SCC is a warning, not a second problem
+    assert "warning:" in result.output and "scc-checkout-us1" in result.output

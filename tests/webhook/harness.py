@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from policyengine.resources import default_policies
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_POLICIES = default_policies()
 ADMIN_TOKEN = "test-admin-token-" + "x" * 24
+# GDPR data of shop/checkout from eu-1 to us-1: refused under the default policy (its SCC has expired).
+DECIDE_ROUTE = '{"service": "shop/checkout", "source": {"cluster": "eu-1"}, "destination": {"cluster": "us-1"}}'
 
 GROUPS_OF_KIND = {
     "Service": ("", "v1", "services"),
@@ -147,6 +149,13 @@ class Server:
                 total += float(value)
         return total
 
+    def decide(self, route: str = DECIDE_ROUTE) -> dict[str, Any]:
+        """The Decision `POST /v1/decide` answers for `route` (JSON): its outcome and policy revision."""
+        answer = self.client.post("/v1/decide", content=route, headers={"content-type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        decision: dict[str, Any] = answer.json()
+        return decision
+
     def alive(self) -> bool:
         return self.process.poll() is None and self.client.get("/healthz").status_code == 200
 
@@ -170,6 +179,16 @@ class Server:
                 self.process.wait(5)
 
 
+def wait_for(check: Callable[[], bool], seconds: float = 30) -> bool:
+    """Poll `check` until it is true (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def ssl_context(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
@@ -181,10 +200,18 @@ def copy_policies(tmp_path: Path) -> Path:
 
 
 def start_server(
-    tmp_path: Path, *extra: str, cluster: str = "eu-1", policies: Path | None = None, audit_url: str | None = None
+    tmp_path: Path,
+    *extra: str,
+    cluster: str = "eu-1",
+    policies: Path | None = None,
+    audit_url: str | None = None,
+    policy_flag: bool = True,
 ) -> Server:
     """Start `policyengine serve` and wait until /readyz answers 200 (or fail with its log). The audit
-    store is a SQLite file in `tmp_path` unless `audit_url` names another (it is migrated here)."""
+    store is a SQLite file in `tmp_path` unless `audit_url` names another (it is migrated here).
+
+    `policy_flag=False` passes no `--policies` (the policy comes from `extra`, e.g. a bundle URL).
+    """
     certs = make_dev_certificates(tmp_path / "tls", reuse=False)
     audit_url = audit_url or f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(audit_url)
@@ -195,7 +222,7 @@ def start_server(
     log = tmp_path / "server.log"
     command = [
         sys.executable, "-m", "policyengine.cli.serve",
-        "--cluster", cluster, "--policies", str(policies), "--db", audit_url,
+        "--cluster", cluster, *(["--policies", str(policies)] if policy_flag else []), "--db", audit_url,
         "--spool-dir", str(tmp_path / "spool"), "--port", str(port),
         "--tls-cert", str(certs.cert), "--tls-key", str(certs.key),
         "--admin-token-file", str(token_file), "--runtime-dir", str(tmp_path / "run"),

@@ -19,7 +19,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 OWN = [p for p in ("base", "overlays/postgres")]
 OTHERS = sorted(str(p.relative_to(DEPLOY)) for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
 K8S_VERSION = "1.32"
-CRD_GROUPS = ("cert-manager.io",)
+CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com")
 SA = "system:serviceaccount:policyengine-system:policyengine"
 
 
@@ -82,8 +82,8 @@ def test_webhook_configurations_field_by_field(overlay: str) -> None:
         (selector,) = hook["namespaceSelector"]["matchExpressions"]
         assert selector["key"] == "kubernetes.io/metadata.name" and selector["operator"] == "NotIn"
         assert set(selector["values"]) == {"kube-system", "policyengine-system"}
-        (condition,) = hook["matchConditions"]
-        assert condition["expression"] == f"request.userInfo.username != '{SA}'"
+        conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
+        assert conditions["skip-own-service-account"] == f"request.userInfo.username != '{SA}'"
         assert "objectSelector" not in hook  # an object label must never opt out of the check
         for rule in hook["rules"]:
             assert rule["operations"] == ["CREATE", "UPDATE"] and rule["scope"] == "Namespaced"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from cryptography import x509
 from policyengine.api.tls import load_dev_ca, make_dev_certificates
 
 from .conftest import webhook_policies
-from .harness import ADMIN_TOKEN, Server, review, ssl_context, start_server
+from .harness import ADMIN_TOKEN, Server, review, ssl_context, start_server, wait_for
 from .objects import http_route
 
 
@@ -33,15 +32,6 @@ def served_serial(server: Server) -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
-
-
-def wait_for(check: Callable[[], bool], seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def revision(server: Server) -> str:
