@@ -151,6 +151,10 @@ class Cluster(_Strict):
     linkerd_link: str | None = Field(
         None, description="name of the Linkerd multicluster Link to it (mirrors are <svc>-<link>); default its name"
     )
+    kube_context: str | None = Field(
+        None,
+        description="kubeconfig context that reaches this cluster (scan/simulate --context); default its name",
+    )
     description: str = ""
 
 
