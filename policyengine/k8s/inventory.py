@@ -225,7 +225,7 @@ class Inventory:
         listing = list_all(self.api, kind, version, page_size=self.page_size)
         records: dict[str, Record] = {}
         for obj in listing.items:
-            key, record = _key(obj), record_of(kind, obj)
+            key, record = _key(obj), record_of(kind, obj, self.resolve_fsm_key)
             if key is not None and record is not None:
                 records[key] = record
         self.lists[kind.label] = self.lists.get(kind.label, 0) + 1
@@ -245,7 +245,7 @@ class Inventory:
             key = _key(obj)
             if key is None:
                 continue
-            record = record_of(kind, obj) if kind_of_event != "DELETED" else None
+            record = record_of(kind, obj, self.resolve_fsm_key) if kind_of_event != "DELETED" else None
             self._changes.put(Upsert(kind, key, record) if record is not None else Remove(kind, key))
         return resource_version
 
@@ -296,4 +296,4 @@ class Inventory:
                     log.exception("inventory: publishing the snapshot failed")
 
     def _observations(self, records: Mapping[Kind, Mapping[str, Record]], synced: bool) -> Observations:
-        return observations_of(self.cluster, records, synced, self.resolve_fsm_key)
+        return observations_of(self.cluster, records, synced)
