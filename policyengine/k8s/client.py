@@ -66,11 +66,17 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Conne
     return Connection(client.ApiClient(configuration), chosen, str(configuration.host))
 
 
-def in_cluster() -> Connection:
-    """An ApiClient from the pod's service account (token and CA under /var/run/secrets)."""
+def in_cluster_config() -> client.Configuration:
+    """The configuration of the pod's service account (token and CA under /var/run/secrets)."""
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)
     except ConfigException as exc:
         raise ClusterConfigError(f"in-cluster configuration: {exc} (is the service account token mounted?)") from None
+    return configuration
+
+
+def in_cluster() -> Connection:
+    """An ApiClient from the pod's service account."""
+    configuration = in_cluster_config()
     return Connection(client.ApiClient(configuration), "in-cluster", str(configuration.host))

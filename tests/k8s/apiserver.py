@@ -216,6 +216,10 @@ class ApiServerDouble:
         with self._lock:
             self._failures.extend([(code, path_contains)] * count)
 
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
     def count(self, method: str, contains: str, *, watch: bool | None = None) -> int:
         with self._lock:
             return sum(

@@ -1,0 +1,113 @@
+"""`policyengine serve --kubeconfig --context`: a real served instance whose inventory watches the API
+server double (tests/k8s/apiserver.py: no kube-apiserver runs here), so admission decides with what the
+cluster observes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webhook.harness import Server, start_server, wait_for
+
+from k8s import objects
+from k8s.apiserver import ApiServerDouble, kubeconfig
+from policyengine.resources import default_policies
+
+LABEL_RULE = """classifications:
+  - name: personal-namespaces
+    match: {namespace_labels: {data-classification: personal}}
+    data_classes: [personal]
+    subjects: [EEA]
+"""
+EU_SERVICE = """services:
+  - name: shop/checkout-eu
+    clusters: [eu-1, eu-2]
+"""
+
+
+def policies(tmp_path: Path) -> Path:
+    repo = tmp_path / "policies"
+    shutil.copytree(default_policies(), repo)
+    for name, addition, anchor in (
+        ("classifications.yaml", LABEL_RULE, "classifications:\n"),
+        ("services.yaml", EU_SERVICE, "services:\n"),
+    ):
+        path = repo / name
+        path.write_text(path.read_text().replace(anchor, addition, 1))
+    return repo
+
+
+def service_export(namespace: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+            "metadata": {"name": name, "namespace": namespace}}  # fmt: skip
+
+
+@pytest.fixture
+def served(tmp_path: Path, apiserver: ApiServerDouble) -> Iterator[Server]:
+    apiserver.put_many([
+        objects.namespace("team"),
+        objects.namespace("shop"),
+        objects.node("eu-1-a", "eu-central-1"),
+        objects.service_import("shop", "checkout-eu", "eu-1", "eu-2"),
+    ])  # fmt: skip
+    config = kubeconfig(tmp_path / "kubeconfig", {"eu-1": apiserver})
+    server = start_server(
+        tmp_path, "--kubeconfig", str(config), "--context", "eu-1", "--policy-check-seconds", "0.2",
+        policies=policies(tmp_path),
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def allowed(server: Server, obj: dict[str, Any]) -> bool:
+    return bool(server.validate(obj)["response"]["allowed"])
+
+
+def test_readyz_says_the_inventory_synced(served: Server) -> None:
+    body = served.client.get("/readyz").json()
+    inventory = body["checks"]["inventory"]
+    assert inventory["ok"] and inventory["detail"].startswith("synced")
+    assert inventory["objects"]["Namespace"] == 2 and "ServiceImport.flomesh.io" in inventory["not_served"]
+    assert inventory["flagged_clusters"] == []
+
+
+def test_a_namespace_label_change_reclassifies_the_next_admission(served: Server, apiserver: ApiServerDouble) -> None:
+    export = service_export("team", "api")
+    assert allowed(served, export)  # team holds no classified data: exporting it anywhere is allowed
+    apiserver.put(objects.namespace("team", **{"data-classification": "personal"}))
+    assert wait_for(lambda: not allowed(served, export), 60), "the label change never reached admission"
+    answer = served.validate(export)["response"]
+    assert answer["status"]["code"] == 403 and "GDPR" in answer["status"]["message"]
+    apiserver.put(objects.namespace("team", **{"data-classification": "public"}))
+    assert wait_for(lambda: allowed(served, export), 60)
+
+
+def test_a_service_import_gaining_a_us_cluster_denies_the_next_gdpr_decision(
+    served: Server, apiserver: ApiServerDouble
+) -> None:
+    route = objects.http_route("shop", "to-checkout-eu", "checkout-eu")
+    assert allowed(served, route)  # EU-only endpoints: GDPR data stays in the EEA
+    apiserver.put(objects.service_import("shop", "checkout-eu", "eu-1", "eu-2", "us-1"))
+    assert wait_for(lambda: not allowed(served, route), 60), "the new cluster never reached admission"
+    answer = served.validate(route)["response"]
+    assert "GDPR" in answer["status"]["message"] and "us-1" in answer["status"]["message"]
+    drift = served.client.get("/readyz").json()["checks"]["inventory"]["drift"]
+    assert any("shop/checkout-eu" in d and "us-1" in d for d in drift)
+    assert wait_for(lambda: served.metric("policyengine_placement_drift_services") >= 1, 30)
+
+
+def test_nodes_reporting_another_region_flag_the_cluster(served: Server, apiserver: ApiServerDouble) -> None:
+    apiserver.put(objects.node("eu-1-b", "us-east-1"))
+
+    def flagged() -> bool:
+        return bool(served.client.get("/readyz").json()["checks"]["inventory"]["flagged_clusters"])
+
+    assert wait_for(flagged, 60)
+    assert wait_for(lambda: served.metric("policyengine_cluster_region_flagged", cluster="eu-1") == 1, 30)
+    assert served.client.get("/readyz").status_code == 200  # a flag informs; it never makes the server unready
+    assert "region flag: cluster eu-1" in served.log.read_text()
