@@ -198,7 +198,7 @@ class Inventory:
                 missing_logged = False
                 resource_version = self._list(kind, version)
                 attempt = 0
-                stream = WatchStream(self.api, kind, version)
+                stream = WatchStream(self.api, kind, version, kinds.SELECTORS.get(kind))
                 self._streams[kind.label] = stream
                 while not self._stopping.is_set():
                     resource_version = self._watch(kind, stream, resource_version)
@@ -222,7 +222,7 @@ class Inventory:
         return attempt + 1
 
     def _list(self, kind: Kind, version: str) -> str:
-        listing = list_all(self.api, kind, version, page_size=self.page_size)
+        listing = list_all(self.api, kind, version, page_size=self.page_size, label_selector=kinds.SELECTORS.get(kind))
         records: dict[str, Record] = {}
         for obj in listing.items:
             key, record = _key(obj), record_of(kind, obj, self.resolve_fsm_key)

@@ -46,6 +46,8 @@ MCS_SERVICE_IMPORT = Kind("multicluster.x-k8s.io", "ServiceImport", "serviceimpo
 FSM_SERVICE_IMPORTS = tuple(
     Kind(group, "ServiceImport", "serviceimports", ("v1alpha1",)) for group in ("flomesh.io", "multicluster.flomesh.io")
 )
+# Only EndpointSlices of another cluster tell where a service's endpoints are: listed by this label.
+SELECTORS: dict[Kind, str] = {ENDPOINT_SLICE: "multicluster.kubernetes.io/source-cluster"}
 INVENTORY: tuple[Kind, ...] = (
     NAMESPACE,
     SERVICE,
