@@ -21,8 +21,10 @@ from policyengine.placement import Drift, PlacementPolicy, RegionFlag, placement
 
 if TYPE_CHECKING:
     from policyengine.api.settings import Settings
+    from policyengine.decide import Decider
     from policyengine.k8s.inventory import Inventory, InventorySnapshot
     from policyengine.k8s.scan import Scanner
+    from policyengine.policy import LoadedPolicy
 
 log = logging.getLogger("policyengine.inventory")
 
@@ -47,10 +49,15 @@ class LiveCluster:
     _flags_logged: frozenset[str] = frozenset()
 
     @classmethod
-    def start(cls, settings: Settings, fsm_key: Callable[[str], str | None]) -> LiveCluster:
-        """Connect as configured and start the inventory. Raises ClusterConfigError."""
+    def start(cls, settings: Settings, policy: Callable[[], LoadedPolicy | None]) -> LiveCluster:
+        """Connect as configured, start the inventory and, with a scan interval, the scanner (it
+        decides with the policy `policy()` serves, on an engine of its own). Raises ClusterConfigError."""
         from policyengine.k8s.client import connect, in_cluster
         from policyengine.k8s.inventory import Inventory
+
+        def fsm_key(key: str) -> str | None:
+            loaded = policy()
+            return loaded.cluster_by_fsm_key(key) if loaded is not None else None
 
         connection = in_cluster() if settings.in_cluster else connect(settings.kubeconfig, settings.kube_context)
         inventory = Inventory(
@@ -58,7 +65,10 @@ class LiveCluster:
         )
         log.info("inventory: watching %s (context %s) as cluster %s", connection.server, connection.context,
                  settings.cluster)  # fmt: skip
-        return cls(inventory.start(), f"{connection.context} ({connection.server})")
+        live = cls(inventory.start(), f"{connection.context} ({connection.server})")
+        if settings.scan_interval_seconds > 0:
+            live.scanner = _scanner(settings, connection.api, inventory, policy).start()
+        return live
 
     def observations(self) -> Observations:
         return self.inventory.current()
@@ -116,6 +126,48 @@ class LiveCluster:
         entry["drift"] = [d.message for d in placement.drift]
         entry["flagged_clusters"] = [f.message for f in placement.flags]
         return entry
+
+
+class ScanDeciders:
+    """The scan thread's Decider: rebuilt, with an engine of its own, when the served policy changes
+    (an engine is never shared between threads). Used by the scan thread only."""
+
+    def __init__(self, settings: Settings, policy: Callable[[], LoadedPolicy | None]) -> None:
+        self.settings = settings
+        self.policy = policy
+        self._decider: Decider | None = None
+
+    def __call__(self) -> Decider | None:
+        from policyengine.decide import Decider
+        from policyengine.engine import make_engine
+
+        loaded = self.policy()
+        if loaded is None:
+            return None
+        if self._decider is None or self._decider.policy is not loaded:
+            engine = make_engine(self.settings.engine, opa_url=self.settings.opa_url, opa_token=self.settings.opa_token)
+            self._decider = Decider(loaded, engine)
+        return self._decider
+
+
+def _scanner(settings: Settings, api: Any, inventory: Inventory, policy: Callable[[], LoadedPolicy | None]) -> Scanner:
+    from policyengine.k8s.lease import LeaseElector
+    from policyengine.k8s.scan import Scanner, ScanSettings
+
+    namespace = settings.lease_namespace or settings.own_namespace
+    elector = LeaseElector(api, namespace, duration_seconds=settings.lease_seconds)
+    scan = ScanSettings(
+        cluster=settings.cluster,
+        interval_seconds=settings.scan_interval_seconds,
+        report_api=settings.report_api,
+        report_cap_bytes=settings.report_cap_bytes,
+        audit_url=settings.audit_url,
+        audit_spool_dir=str(settings.audit_spool_dir) if settings.audit_spool_dir else None,
+        audit_timeout_seconds=settings.audit_timeout_seconds,
+    )
+    log.info("scan: every %gs while holding Lease %s/%s as %s", settings.scan_interval_seconds, namespace,
+             elector.name, elector.identity)  # fmt: skip
+    return Scanner(api, scan, elector, ScanDeciders(settings, policy), inventory.current)
 
 
 def observations_of(live: LiveCluster | None) -> Observations:

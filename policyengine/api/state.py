@@ -115,9 +115,9 @@ class AppState:
         """What the live cluster shows now (nothing observed when no cluster is watched)."""
         return observations_of(self.live)
 
-    def _fsm_cluster(self, key: str) -> str | None:
+    def _served_policy(self) -> LoadedPolicy | None:
         snapshot = self._snapshot
-        return snapshot.policy.cluster_by_fsm_key(key) if snapshot is not None else None
+        return snapshot.policy if snapshot is not None else None
 
     def add_reload_listener(self, fn: Callable[[Snapshot], None]) -> None:
         """Call `fn(snapshot)` after every successful swap; at once too when a policy is already loaded."""
@@ -286,7 +286,7 @@ class AppState:
         self.reload()
         self._reload_request_seen = self._reload_request()
         if self.settings.watches_cluster:
-            self.live = LiveCluster.start(self.settings, self._fsm_cluster)
+            self.live = LiveCluster.start(self.settings, self._served_policy)
 
     def _head_signer(self, writer: AuditWriter, key_file: Path) -> HeadSigner:
         """The signer of the writer's chain heads (the key is read here, never logged or stored)."""

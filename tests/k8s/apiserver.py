@@ -134,7 +134,7 @@ class ApiServerDouble:
         self.max_body_bytes = max_body_bytes
         self.invalid: Callable[[Mapping[str, Any]], str | None] = lambda obj: None
         self.requests: list[tuple[str, str]] = []
-        self._failures: list[tuple[int, str]] = []
+        self._failures: list[tuple[int, str, str]] = []
         self._watch_generation = 0
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -211,10 +211,11 @@ class ApiServerDouble:
             self._watch_generation += 1
             self.store.changed.notify_all()
 
-    def fail_next(self, count: int, code: int = 500, path_contains: str = "") -> None:
-        """Answer the next `count` requests whose path contains `path_contains` with `code`."""
+    def fail_next(self, count: int, code: int = 500, path_contains: str = "", method: str = "") -> None:
+        """Answer the next `count` requests (of `method`, when given) whose path contains `path_contains`
+        with `code`."""
         with self._lock:
-            self._failures.extend([(code, path_contains)] * count)
+            self._failures.extend([(code, path_contains, method)] * count)
 
     def clear_failures(self) -> None:
         with self._lock:
@@ -259,10 +260,10 @@ class ApiServerDouble:
         store.changed.notify_all()
         return obj
 
-    def take_failure(self, path: str) -> int | None:
+    def take_failure(self, method: str, path: str) -> int | None:
         with self._lock:
-            for i, (code, contains) in enumerate(self._failures):
-                if contains in path:
+            for i, (code, contains, only) in enumerate(self._failures):
+                if contains in path and only in ("", method):
                     del self._failures[i]
                     return code
         return None
@@ -331,9 +332,12 @@ def _handler(double: ApiServerDouble) -> type[BaseHTTPRequestHandler]:
                 body = self._body()
                 if self.headers.get("authorization") != f"Bearer {TOKEN}":
                     raise Refusal(401, "Unauthorized", "Unauthorized")
-                failure = double.take_failure(self.path)
+                failure = double.take_failure(method, self.path)
                 if failure is not None:
-                    raise Refusal(failure, "InternalError", f"injected failure {failure}")
+                    reason = {409: "Conflict", 413: "RequestEntityTooLarge", 422: "Invalid"}.get(
+                        failure, "InternalError"
+                    )
+                    raise Refusal(failure, reason, f"injected failure {failure}")
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 discovery = self._discovery(url.path)
@@ -549,7 +553,7 @@ def _handler(double: ApiServerDouble) -> type[BaseHTTPRequestHandler]:
                             f'Operation cannot be fulfilled on {resource.plural} "{key[1]}": the object has been '
                             "modified; please apply your changes to the latest version and try again",
                         )
-                    return 200, self._shown(target, double._commit(resource, key, obj, "MODIFIED"))
+                    return 200, self._shown(target, double._commit(resource, key, _kept(found, obj), "MODIFIED"))
                 patch = json.loads(body or b"{}")
                 if self.headers.get("content-type", "").startswith("application/json-patch"):
                     patched = jsonpatch.apply_patch(copy.deepcopy(found), patch)
@@ -559,7 +563,7 @@ def _handler(double: ApiServerDouble) -> type[BaseHTTPRequestHandler]:
                 if given is not None and given != found["metadata"]["resourceVersion"]:
                     raise Refusal(409, "Conflict", "the object has been modified")
                 obj = self._valid(target, json.dumps(patched).encode())
-                return 200, self._shown(target, double._commit(resource, key, obj, "MODIFIED"))
+                return 200, self._shown(target, double._commit(resource, key, _kept(found, obj), "MODIFIED"))
 
         def _valid(self, target: Target, body: bytes) -> dict[str, Any]:
             try:
@@ -584,6 +588,14 @@ def _handler(double: ApiServerDouble) -> type[BaseHTTPRequestHandler]:
             return dict(obj)
 
     return Handler
+
+
+def _kept(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new` with the fields an update never changes (uid, creationTimestamp) taken from `old`."""
+    meta = new.setdefault("metadata", {})
+    for field_name in ("uid", "creationTimestamp"):
+        meta[field_name] = old["metadata"][field_name]
+    return new
 
 
 def _merge(target: Any, patch: Any) -> Any:

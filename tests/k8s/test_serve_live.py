@@ -111,3 +111,44 @@ def test_nodes_reporting_another_region_flag_the_cluster(served: Server, apiserv
     assert wait_for(lambda: served.metric("policyengine_cluster_region_flagged", cluster="eu-1") == 1, 30)
     assert served.client.get("/readyz").status_code == 200  # a flag informs; it never makes the server unready
     assert "region flag: cluster eu-1" in served.log.read_text()
+
+
+def test_the_background_scan_records_dry_run_rows_and_keeps_a_policy_report(
+    tmp_path: Path, apiserver: ApiServerDouble
+) -> None:
+    apiserver.put_many([
+        objects.namespace("team", **{"data-classification": "personal"}),
+        objects.node("eu-1-a", "eu-central-1"),
+        service_export("team", "api"),  # created while the webhook was down: only the scan decides it
+    ])  # fmt: skip
+    config = kubeconfig(tmp_path / "kubeconfig", {"eu-1": apiserver})
+    server = start_server(
+        tmp_path, "--kubeconfig", str(config), "--scan-interval", "1", "--lease-seconds", "3",
+        policies=policies(tmp_path),
+    )  # fmt: skip
+    try:
+        def report_of_team() -> dict[str, Any] | None:
+            return apiserver.get("PolicyReport", "team", "policyengine-team", "wgpolicyk8s.io")
+
+        assert wait_for(lambda: report_of_team() is not None, 90)
+        report = report_of_team()
+        assert report is not None and report["summary"]["fail"] >= 1
+        assert any(r["resources"][0]["name"] == "api" and r["category"] == "GDPR" for r in report["results"])
+        lease = apiserver.get("Lease", "policyengine-system", "policyengine-scan", "coordination.k8s.io")
+        assert lease is not None and lease["spec"]["holderIdentity"]
+        assert wait_for(lambda: any(r["source"] == "scan" for r in server.audit_rows()), 60)
+        rows = [r for r in server.audit_rows() if r["source"] == "scan"]
+        assert rows[0]["kind"] == "ServiceExport" and rows[0]["name"] == "api" and rows[0]["dry_run"]
+        assert rows[0]["decision"] == "deny"
+        assert wait_for(lambda: server.metric("policyengine_scan_duration_seconds_count") >= 1, 30)
+        assert server.metric("policyengine_scan_violations", regime="GDPR", enforcement="deny") >= 1
+        # The object is removed: the next scan empties the namespace's report in place.
+        apiserver.remove("ServiceExport", "team", "api", "multicluster.x-k8s.io")
+
+        def emptied() -> bool:
+            found = report_of_team()
+            return found is not None and found["results"] == []
+
+        assert wait_for(emptied, 90)
+    finally:
+        server.stop()
