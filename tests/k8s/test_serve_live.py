@@ -127,6 +127,7 @@ def test_the_background_scan_records_dry_run_rows_and_keeps_a_policy_report(
         policies=policies(tmp_path),
     )  # fmt: skip
     try:
+
         def report_of_team() -> dict[str, Any] | None:
             return apiserver.get("PolicyReport", "team", "policyengine-team", "wgpolicyk8s.io")
 
