@@ -50,7 +50,7 @@ _IMPORT = re.compile(r"^\s*import\s+(input|data\.policyengine\.lib)\b", re.MULTI
 # Inside the bundled packages a module may name their rules without the `data.` prefix.
 _BARE_IN_PACKAGE = {
     "policyengine.lib": re.compile(r"(?<![\w.])(route|service)\b"),
-    "policyengine": re.compile(r"(?<![\w.])namespace\b"),
+    "policyengine": re.compile(r"(?<![\w.])(namespace)\b"),
 }
 _OPT_OUT = re.compile(r"\bopt_out\b")
 

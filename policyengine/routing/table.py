@@ -316,7 +316,7 @@ class DecisionTable:
             opt_out,
         )
 
-    def keys(self) -> list[AnswerKey]:
+    def all_keys(self) -> list[AnswerKey]:
         """Every key the known services make, each once (a source profile x a destination x opt-out)."""
         sources = sorted(set(self._profile_of.values()))
         destinations = sorted(set(self._destination_of.values()))
@@ -338,7 +338,7 @@ class DecisionTable:
             if previous is not None and self._reusable_from(previous):
                 reusable = previous.answers_by_value()
             day = self.today()
-            for key in self.keys():
+            for key in self.all_keys():
                 known = reusable.get(self.key_value(key))
                 if known is not None and known.day == day:
                     self._keyed[key] = dataclasses.replace(

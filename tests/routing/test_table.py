@@ -30,7 +30,7 @@ def test_table_judges_each_key_once_and_answers_every_known_pair(default_snapsho
     services = sorted(default_snapshot.policy.data["services"])
     assert len(services) == 6
     assert table.complete and table.revision == default_snapshot.policy.revision
-    assert table.evaluations == table.size == len(table.keys())
+    assert table.evaluations == table.size == len(table.all_keys())
     assert table.size < len(services) ** 2 * 2  # pairs share keys (and the opt-out only matters for CCPA)
     for source in services:
         for destination in services:
@@ -142,7 +142,7 @@ def test_reload_rebuilds_in_the_background_and_swaps(tmp_path: Path, default_sna
     routing.wait_for_builds()
     before = routing.table
     known = len(default_snapshot.policy.data["services"])
-    assert before is not None and before.complete and before.size == len(before.keys())
+    assert before is not None and before.complete and before.size == len(before.all_keys())
     assert before.lookup(ident(PROFILE), "shop/catalog", False).allowed is False  # PIPL stays home
     # Declare a new service; the reload builds a new table and swaps it in atomically.
     services = repo / "services.yaml"
@@ -157,7 +157,7 @@ def test_reload_rebuilds_in_the_background_and_swaps(tmp_path: Path, default_sna
     after = routing.table
     assert after is not None and after is not before
     assert after.revision != before.revision
-    assert after.complete and after.services == known + 1 and after.size == len(after.keys())
+    assert after.complete and after.services == known + 1 and after.size == len(after.all_keys())
     assert after.reused > 0 and after.evaluations == after.size - after.reused  # only the new keys judged
     assert after.destination_of("search.shop.svc.clusterset.local") == "shop/search"
     assert before.destination_of("search.shop.svc.clusterset.local") == "shop/search"  # k8s form
