@@ -22,6 +22,7 @@ cluster the filter runs in, then clusters in the same jurisdiction, then the oth
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -263,6 +264,9 @@ class DecisionTable:
                 self._hosts.setdefault(host.lower().rstrip("."), name)
 
     def _classify(self, workload: str | None) -> DataProfile:
+        known = self._profile_of.get(workload) if workload is not None else None
+        if known is not None:
+            return self._profiles.values[known]
         if not workload or "/" not in workload:
             return DataProfile()
         namespace, name = workload.split("/", 1)
@@ -504,7 +508,21 @@ class DecisionTable:
         digest = template.input_digest
         if not _engine_failed(template):
             digest = self.decider.input_digest(self.pair_route(source_workload, destination, opt_out), keyed.moment)
-        decision = dataclasses.replace(template, violations=violations, input_digest=digest)
+        decision = Decision(  # the constructor, not dataclasses.replace: this is the first-sight path
+            decision_id=template.decision_id,
+            outcome=template.outcome,
+            enforcement=template.enforcement,
+            violations=violations,
+            permitted_clusters=template.permitted_clusters,
+            policy_revision=template.policy_revision,
+            engine=template.engine,
+            latency_us=template.latency_us,
+            regimes=template.regimes,
+            patch=template.patch,
+            warnings=template.warnings,
+            input_digest=digest,
+            extra=template.extra,
+        )
         return self._answer(decision, source_key, destination, opt_out, known, keyed.day, keyed.moment)
 
     def _pair_key(self, source_key: str | None, workload: str | None, destination: str, opt_out: bool) -> AnswerKey:
@@ -577,15 +595,16 @@ class DecisionTable:
         return answer
 
     def _cached(self, pair: TableKey) -> RouteAnswer | None:
-        with self._lock:
-            answer = self._pairs.get(pair)
-            if answer is None:
-                return None
-            if answer.day != self.today():
-                del self._pairs[pair]
-                return None
+        # Each OrderedDict operation is atomic under the GIL; the lock only orders insert-and-evict.
+        answer = self._pairs.get(pair)
+        if answer is None:
+            return None
+        if answer.day != int(self.clock()) // SECONDS_PER_DAY:
+            self._pairs.pop(pair, None)
+            return None
+        with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
             self._pairs.move_to_end(pair)
-            return answer
+        return answer
 
 
 def _named(violation: Violation, placeholder: str, service: str) -> Violation:
