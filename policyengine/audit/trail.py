@@ -103,9 +103,10 @@ class AuditTrail:
         *,
         verify_chains: bool | None = None,
         progress: Progress = None,
+        reports: str | None = None,
     ) -> ExportResult:
         with self._errors(f"exporting {fmt}"):
-            return export(self.engine, fmt, out, flt, verify_chains=verify_chains, progress=progress)
+            return export(self.engine, fmt, out, flt, verify_chains=verify_chains, progress=progress, reports=reports)
 
     def prune(self, before: datetime, *, key: SigningKey | None = None, keys: Sequence[VerifyKey] = ()) -> list[Pruned]:
         with self._errors("pruning"):

@@ -253,9 +253,15 @@ def export_cmd(
     verify_chains: bool | None = typer.Option(
         None, "--verify/--no-verify", help="Verify the chains and say so in the manifest (html/pdf: always)."
     ),
+    report_api: str | None = typer.Option(
+        None,
+        "--report-api",
+        help="policyreport: wgpolicyk8s.io/v1alpha2 PolicyReports (default) | openreports: openreports.io/v1alpha1",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Export the trail (filtered) as CSV, JSONL, an HTML or PDF report, or PolicyReport YAML."""
+    """Export the trail (filtered) as CSV, JSONL, an HTML or PDF report, or PolicyReport YAML (the latest
+    result per resource and rule in the period, one report per namespace, each under 1 MiB)."""
     from policyengine.audit.query import ExportFilter, parse_when
 
     try:
@@ -270,7 +276,9 @@ def export_cmd(
         trail = AuditTrail.open(db)
         total = trail.count_rows(flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
         with _progress(total, f"exporting {fmt}") as progress:
-            result = trail.export(fmt, out_file, flt, verify_chains=verify_chains, progress=progress)
+            result = trail.export(
+                fmt, out_file, flt, verify_chains=verify_chains, progress=progress, reports=report_api
+            )
     except AuditStoreError as exc:
         raise _fail(exc) from None
     note = ""
