@@ -127,11 +127,13 @@ def list_kinds(
     return found, not_served
 
 
-def observe(api: client.ApiClient, cluster: str, decider: ScanDecider, *, page_size: int = 500) -> Observations:
+def observe(
+    api: client.ApiClient, cluster: str, cluster_by_fsm_key: Callable[[str], str | None], *, page_size: int = 500
+) -> Observations:
     """What the cluster observes, read once (the inventory's kinds, through the parsers `check` uses)."""
     listed, _ = list_kinds(api, kinds.INVENTORY, page_size=page_size)
     objects = [o for items in listed.values() for o in items]
-    return observations_from_manifests(objects, cluster=cluster, cluster_by_fsm_key=decider.policy.cluster_by_fsm_key)
+    return observations_from_manifests(objects, cluster=cluster, cluster_by_fsm_key=cluster_by_fsm_key)
 
 
 def scan_cluster(
@@ -153,7 +155,7 @@ def scan_cluster(
     clock = time.perf_counter()
     listed, not_served = list_kinds(api, kinds.SCAN, page_size=page_size)
     if observations is None:
-        observations = observe(api, cluster, decider, page_size=page_size)
+        observations = observe(api, cluster, decider.policy.cluster_by_fsm_key, page_size=page_size)
     by_namespace: dict[str, list[dict[str, Any]]] = {}
     grants: list[dict[str, Any]] = listed.get(kinds.REFERENCE_GRANT, [])
     for items in listed.values():

@@ -42,3 +42,8 @@ def http_route(namespace: str, name: str, backend: str) -> dict[str, Any]:
             "spec": {"parentRefs": [{"name": "gw"}],
                      "rules": [{"backendRefs": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport",
                                                  "name": backend, "port": 8080}]}]}}  # fmt: skip
+
+
+def service_export(namespace: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+            "metadata": {"name": name, "namespace": namespace}}  # fmt: skip

@@ -4,7 +4,6 @@ cluster observes."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,35 +13,7 @@ from webhook.harness import Server, start_server, wait_for
 
 from k8s import objects
 from k8s.apiserver import ApiServerDouble, kubeconfig
-from policyengine.resources import default_policies
-
-LABEL_RULE = """classifications:
-  - name: personal-namespaces
-    match: {namespace_labels: {data-classification: personal}}
-    data_classes: [personal]
-    subjects: [EEA]
-"""
-EU_SERVICE = """services:
-  - name: shop/checkout-eu
-    clusters: [eu-1, eu-2]
-"""
-
-
-def policies(tmp_path: Path) -> Path:
-    repo = tmp_path / "policies"
-    shutil.copytree(default_policies(), repo)
-    for name, addition, anchor in (
-        ("classifications.yaml", LABEL_RULE, "classifications:\n"),
-        ("services.yaml", EU_SERVICE, "services:\n"),
-    ):
-        path = repo / name
-        path.write_text(path.read_text().replace(anchor, addition, 1))
-    return repo
-
-
-def service_export(namespace: str, name: str) -> dict[str, Any]:
-    return {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
-            "metadata": {"name": name, "namespace": namespace}}  # fmt: skip
+from k8s.repo import policies
 
 
 @pytest.fixture
@@ -77,7 +48,7 @@ def test_readyz_says_the_inventory_synced(served: Server) -> None:
 
 
 def test_a_namespace_label_change_reclassifies_the_next_admission(served: Server, apiserver: ApiServerDouble) -> None:
-    export = service_export("team", "api")
+    export = objects.service_export("team", "api")
     assert allowed(served, export)  # team holds no classified data: exporting it anywhere is allowed
     apiserver.put(objects.namespace("team", **{"data-classification": "personal"}))
     assert wait_for(lambda: not allowed(served, export), 60), "the label change never reached admission"
@@ -119,7 +90,7 @@ def test_the_background_scan_records_dry_run_rows_and_keeps_a_policy_report(
     apiserver.put_many([
         objects.namespace("team", **{"data-classification": "personal"}),
         objects.node("eu-1-a", "eu-central-1"),
-        service_export("team", "api"),  # created while the webhook was down: only the scan decides it
+        objects.service_export("team", "api"),  # created while the webhook was down: only the scan decides it
     ])  # fmt: skip
     config = kubeconfig(tmp_path / "kubeconfig", {"eu-1": apiserver})
     server = start_server(
