@@ -286,7 +286,8 @@ def simulate_command(
         except ManifestError as exc:
             fail(str(exc))
     decided = sum(1 for group in objects for m in group.manifests if extractors_for(m))
-    before_text = f"policy {current.revision[:19]} ({current_dir})" + (
+    where = "bundled policies" if policies is None else str(current_dir)
+    before_text = f"policy {current.revision[:19]} ({where})" + (
         f" at {rfc3339(before_time)}" if before_time else " now"
     )
     described = _describe_candidate(candidate_policies, added, removed, after_time)
