@@ -38,6 +38,7 @@ from policyengine.cli.formats import render_text as render_check_text
 if TYPE_CHECKING:
     from policyengine.k8s.client import Connection
     from policyengine.policy import LoadedPolicy
+    from policyengine.simulate import ClusterObjects
 
 KubeconfigOption = Annotated[
     Path | None,
@@ -248,6 +249,31 @@ def _render_inventory(clusters: list[dict[str, Any]]) -> None:
     drift = sum(c["drift"] for c in clusters)
     flags = sum(len(c["flags"]) for c in clusters)
     console.print(f"\n{len(clusters)} cluster(s): {drift} service(s) with drift, {flags} flagged cluster(s)")
+
+
+def live_cluster_objects(
+    policy: LoadedPolicy, kubeconfig: Path | None, contexts: list[str] | None
+) -> list[ClusterObjects]:
+    """The objects of each context's cluster as `simulate` decides them: every object of every kind the
+    scan lists, and what the cluster observes. Exit 2 naming a context that cannot be used or read."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from policyengine.k8s import kinds
+    from policyengine.k8s.scan import list_kinds, observe
+    from policyengine.simulate import ClusterObjects
+
+    out = []
+    for context, cluster in _clusters_of(policy, kubeconfig, contexts):
+        connection = _connect(kubeconfig, context)
+        try:
+            listed, _ = list_kinds(connection.api, kinds.SCAN)
+            observed = observe(connection.api, cluster, policy.cluster_by_fsm_key)
+        except (ApiException, HTTPError, OSError) as exc:
+            _unreachable(context, exc)
+        bodies = [o for items in listed.values() for o in items]
+        out.append(ClusterObjects(cluster, bodies, observed, [f"context {context}"] * len(bodies)))
+    return out
 
 
 def register(app: typer.Typer) -> None:

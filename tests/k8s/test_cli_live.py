@@ -119,3 +119,17 @@ def test_inventory_lists_placement_drift_and_flags(fleet: dict[str, object]) -> 
                                 "declared": ["eu-1", "eu-2"], "unknown": [],
                                 "drift": "observed in us-1, which services.yaml does not list"}]  # fmt: skip
     assert run(*base, "--context", "eu-1", "--strict").returncode == 1
+
+
+def test_simulate_over_two_live_contexts_lists_only_what_flips(fleet: dict[str, object]) -> None:
+    # Current: the bundled repo; candidate: the same with a classification by namespace label.
+    args = ("simulate", "--kubeconfig", str(fleet["kubeconfig"]), "--context", "eu-1", "--context", "us-1",
+            "--candidate-policies", str(fleet["policies"]), "--now", NOW)  # fmt: skip
+    result = run(*args, "-o", "json")
+    assert result.returncode == 1, result.stderr  # an object admitted today would be refused
+    doc = json.loads(result.stdout)
+    assert doc["summary"]["flips"] == 1 and doc["summary"]["newly_denied"] == 1
+    text = run(*args)
+    assert "context eu-1" in text.stdout and "ServiceExport team/api" in text.stdout, text.stdout
+    no_context = run("simulate", "--candidate-policies", str(fleet["policies"]))
+    assert no_context.returncode == 2 and "--context" in no_context.stderr
