@@ -112,7 +112,7 @@ class LiveCluster:
         """The `/readyz` entry: ok once synced, with counts, drift and flagged clusters."""
         snapshot: InventorySnapshot = self.inventory.snapshot()
         placement = self.refresh(policy)
-        entry: dict[str, Any] = {"ok": snapshot.synced, "cluster": self.where}
+        entry: dict[str, Any] = {"ok": snapshot.synced, "watching": self.where}
         if not snapshot.synced:
             entry["detail"] = "waiting for the inventory's first sync (list of every watched kind)"
         else:

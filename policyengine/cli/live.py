@@ -152,7 +152,10 @@ def scan_command(
             ref = o.ref
             results.append(CheckResult(context, ref.api_version, ref.kind, ref.namespace, ref.name, o.decision, line=0))
         if scan.not_served:
-            err_console.print(f"note: {context}: not served (CRD not installed): {', '.join(scan.not_served)}")
+            err_console.print(
+                f"note: {context}: {len(scan.not_served)} crossing kind(s) not served (CRD not installed), skipped",
+                soft_wrap=True,
+            )
         if write_reports:
             reports = build_reports(scan.results(), api=api_version, cap_bytes=report_cap_bytes)
             try:
