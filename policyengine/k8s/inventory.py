@@ -25,7 +25,6 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from policyengine.k8s import kinds
 from policyengine.k8s.kinds import Kind
@@ -209,7 +208,7 @@ class Inventory:
                     log.info("inventory: %s watch expired (410 Gone): listing again", kind.label)
                     continue
                 attempt = self._wait(kind, attempt, f"HTTP {exc.status} {exc.reason}")
-            except (HTTPError, OSError, ValueError) as exc:
+            except Exception as exc:  # urllib3, OSError, a stream closed by stop(): back off, never die
                 if self._stopping.is_set():
                     return
                 attempt = self._wait(kind, attempt, f"{type(exc).__name__}: {exc}")
