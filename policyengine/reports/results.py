@@ -1,11 +1,11 @@
 """One result per (resource, rule): what a PolicyReport holds about an object's current state.
 
-`results_of(decision, resource, ...)` turns one evaluation outcome into results: one `pass` (rule
-`residency`) when the decision allowed, else one result per (regime, rule) among its violations
-(violations of the same rule for several clusters are one result naming every cluster), `fail` when
-enforced, `warn` when only warned, rewritten or dry-run. The webhook's scan, `policyengine scan` and
-`policyengine audit export --format policyreport` all go through it, so a result means the same
-wherever it is read.
+`results_of(decision, manifest_or_ref, cluster=..., timestamp=...)` turns one evaluation outcome into
+results: one `pass` (rule `residency`) when the decision allowed, else one result per (regime, rule)
+among its violations (violations of the same rule for several clusters are one result naming every
+cluster), `fail` when enforced, `warn` when only warned, rewritten or dry-run. The webhook's scan,
+`policyengine scan` and `policyengine audit export --format policyreport` all go through it, so a
+result means the same wherever it is read.
 
 `latest(results)` keeps the results of the newest evaluation of each resource: a report is the state
 of each resource now, not its history (a rule the newest decision no longer violates is gone).
@@ -95,14 +95,17 @@ def _result_of(outcome: Outcome, enforcement: str, dry_run: bool) -> ResultValue
 
 def results_of(
     decision: Decision,
-    resource: ResourceRef,
+    resource: ResourceRef | Mapping[str, Any],
     *,
     cluster: str = "",
     timestamp: datetime | None = None,
     dry_run: bool = False,
     properties: Mapping[str, str] | None = None,
 ) -> list[ResourceResult]:
-    """The results of one decision about `resource` (see the module docstring)."""
+    """The results of one decision about `resource` (an object's manifest, or its ResourceRef; see the
+    module docstring)."""
+    if not isinstance(resource, ResourceRef):
+        resource = ResourceRef.of(resource)
     when = timestamp or datetime.now(UTC)
     base = {
         "cluster": cluster,

@@ -20,6 +20,7 @@ from policyengine.admission.observations import (
     observations_from_manifests,
     service_clusters_of,
 )
+from policyengine.admission.tagging import residency_tags
 from policyengine.decide import Decider
 from policyengine.decision import Outcome
 from policyengine.engine import make_engine
@@ -292,3 +293,10 @@ def test_node_reports_never_change_a_decision(decider: Decider) -> None:
     plain = evaluate_manifest(rule, decider, "eu-1", EvaluationContext(now=NOW))
     flagged = evaluate_manifest(rule, decider, "eu-1", EvaluationContext(now=NOW, observations=lying))
     assert flagged.outcome is plain.outcome is Outcome.ALLOW
+
+
+def test_residency_tags_follow_the_namespace_labels(policy: LoadedPolicy) -> None:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "team"}}
+    labelled = observations_from_manifests([namespace("team", **{"data-classification": "personal"})])
+    assert residency_tags(service, policy, labelled).profile.regimes == ("GDPR",)
+    assert residency_tags(service, policy).profile.regimes == ()
