@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from policyengine.admission import review as rv
-from policyengine.admission.evaluate import evaluate_manifest
+from policyengine.admission.evaluate import EvaluationContext, evaluate_manifest
 from policyengine.admission.extract import ManifestError, extractors_for
 from policyengine.admission.tagging import is_tagged_kind, tag_patch
 from policyengine.api import access, metrics, openapi
@@ -183,7 +183,8 @@ async def decide_mutation(state: AppState, request: rv.AdmissionRequest, obj: di
         tagged = jsonpatch.apply_patch(obj, tags) if tags else obj
         decision = None
         if extractors_for(tagged):
-            decision = evaluate_manifest(tagged, snapshot.decider, state.settings.cluster)
+            context = EvaluationContext(observations=state.observations())
+            decision = evaluate_manifest(tagged, snapshot.decider, state.settings.cluster, context)
         return tags, decision
 
     tags, decision = await state.run_evaluation(work)
@@ -204,8 +205,9 @@ async def decide_validation(state: AppState, request: rv.AdmissionRequest, obj: 
     snapshot = state.snapshot
     if not extractors_for(obj):
         return Answer(True, "skip")
+    context = EvaluationContext(observations=state.observations())
     decision = await state.run_evaluation(
-        lambda: evaluate_manifest(obj, snapshot.decider, state.settings.cluster)
+        lambda: evaluate_manifest(obj, snapshot.decider, state.settings.cluster, context)
     )
     await audit(state, decision, request, obj)
     notes = audit_notes(decision)

@@ -92,6 +92,22 @@ class Settings(BaseModel):
         description="request header carrying the caller's identity for /v1/authz (else the XFCC URI)",
     )
 
+    # The live cluster (policyengine/api/live.py): a kubeconfig (and context) or the pod's service account.
+    kubeconfig: Path | None = Field(default=None, description="kubeconfig of the cluster to watch")
+    kube_context: str | None = Field(default=None, min_length=1, description="its context (default: current)")
+    in_cluster: bool = Field(default=False, description="watch the cluster the pod runs in")
+    watch_seconds: int = Field(default=300, ge=1, description="length of one watch request")
+    # The background scan (policyengine/k8s/scan.py); 0: no scan.
+    scan_interval_seconds: float = Field(default=0.0, ge=0)
+    report_api: Literal["wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1"] = "wgpolicyk8s.io/v1alpha2"
+    report_cap_bytes: int = Field(default=1_000_000, ge=10_000, description="largest report written")
+    lease_namespace: str | None = Field(default=None, description="namespace of the scan Lease (default own)")
+    lease_seconds: float = Field(default=30.0, gt=0, description="scan Lease duration")
+
+    @property
+    def watches_cluster(self) -> bool:
+        return self.in_cluster or self.kubeconfig is not None or self.kube_context is not None
+
     @property
     def own_username(self) -> str:
         return f"system:serviceaccount:{self.own_namespace}:{self.own_service_account}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from policyengine.cli import audit, bundle, policy, rules, serve, simulate
+from policyengine.cli import audit, bundle, live, policy, rules, serve, simulate
 
 app = typer.Typer(
     name="policyengine",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 rules.register(app)  # check, test, explain, run-example
 serve.register(app)  # serve
+live.register(app)  # scan, inventory
 simulate.register(app)  # simulate
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")

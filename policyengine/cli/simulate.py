@@ -2,7 +2,9 @@
 
 The objects are read as `check` reads them (files, directories, kustomizations, `-`), each group
 applied to a cluster: `CLUSTER=PATH` names the cluster of that path, a plain `PATH` is applied to
-`--cluster`. The candidate is any combination of a policy directory (`--candidate-policies`), a
+`--cluster`; `--context C` (repeatable) adds the live objects of a kubeconfig context, decided as the
+cluster clusters.yaml maps it to (`policyengine scan` lists the same objects). The candidate is any
+combination of a policy directory (`--candidate-policies`), a
 cluster added (`--add-cluster NAME --region R --entity E`) or removed (`--remove-cluster NAME`), and a
 time (`--time`: the "after" is decided at that moment, e.g. when a mechanism expires; `--now` fixes
 the "before" moment, default now). Only objects whose outcome or routes differ are printed, before ->
@@ -42,6 +44,7 @@ from policyengine.cli.common import (
     parse_time,
 )
 from policyengine.cli.formats import FORMATS, CheckResult, render_junit, render_sarif
+from policyengine.cli.live import ContextsOption, KubeconfigOption, live_cluster_objects
 from policyengine.decide import Decider, rfc3339
 from policyengine.decision import Decision, Violation
 from policyengine.engine import EngineError
@@ -204,9 +207,11 @@ def _decider(policy: LoadedPolicy, engine: str, opa_url: str | None, opa_token: 
 
 def simulate_command(
     targets: Annotated[
-        list[str],
-        typer.Argument(help="Manifests as PATH (applied to --cluster) or CLUSTER=PATH; files, directories, -."),
-    ],
+        list[str] | None,
+        typer.Argument(
+            help="Manifests as PATH (applied to --cluster) or CLUSTER=PATH; files, directories, -.", show_default=False
+        ),
+    ] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="The cluster plain PATHs are applied to.")] = None,
     candidate_policies: Annotated[
         Path | None, typer.Option("--candidate-policies", help="The candidate policy repo directory.")
@@ -232,6 +237,8 @@ def simulate_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Files that hold no Kubernetes objects are errors, not notes.")
     ] = False,
+    contexts: ContextsOption = None,
+    kubeconfig: KubeconfigOption = None,
     policies: PoliciesOption = None,
     engine: EngineOption = "regorus",
     opa_url: OpaUrlOption = None,
@@ -254,7 +261,10 @@ def simulate_command(
         fail("give a candidate: --candidate-policies DIR, --add-cluster, --remove-cluster or --time")
     current_dir = policies or BUNDLED
     current = open_policy(policies)
-    groups = _targets(targets, cluster)
+    if not targets and not contexts:
+        fail("give the objects to decide: PATH (with --cluster), CLUSTER=PATH, or --context of a live cluster")
+    groups = _targets(targets, cluster) if targets else {}
+    live = live_cluster_objects(current, kubeconfig, contexts) if contexts else []
     with tempfile.TemporaryDirectory(prefix="policyengine-simulate-") as scratch:
         candidate_dir = candidate_policies or current_dir
         if candidate_policies is not None and not candidate_policies.is_dir():
@@ -278,6 +288,7 @@ def simulate_command(
             observed = observations_from_manifests(bodies, cluster=name, cluster_by_fsm_key=current.cluster_by_fsm_key)
             sources = [f"{doc.display}:{doc.line}" for doc, _, _ in placed]
             objects.append(ClusterObjects(name, bodies, observed, sources))
+        objects.extend(live)
         before = Scenario(_decider(current, engine, opa_url, opa_token), before_time, "current")
         after_decider = before.decider if candidate is current else _decider(candidate, engine, opa_url, opa_token)
         after = Scenario(after_decider, after_time or before_time, "candidate")

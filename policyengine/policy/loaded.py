@@ -26,6 +26,7 @@ class ClusterInfo:
     locality: str
     network: str = ""  # Istio network, "" when clusters.yaml gives none
     linkerd_link: str = ""  # the Linkerd Link name of the cluster (default its name)
+    kube_context: str = ""  # the kubeconfig context that reaches it (default its name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class LoadedPolicy:
                 locality=c["locality"],
                 network=c.get("network", ""),
                 linkerd_link=c.get("linkerd_link", name),
+                kube_context=c.get("kube_context", name),
             )
             for name, c in data["clusters"].items()
         }
@@ -115,6 +117,10 @@ class LoadedPolicy:
     def clusters_in_network(self, network: str) -> list[str]:
         """Clusters whose Istio network is `network` (clusters.yaml `network`)."""
         return sorted(c.name for c in self._clusters.values() if network and c.network == network)
+
+    def cluster_by_kube_context(self, context: str) -> str | None:
+        """The cluster a kubeconfig context reaches (clusters.yaml `kube_context`, default the name)."""
+        return next((c.name for c in self._clusters.values() if c.kube_context == context), None)
 
     def cluster_by_linkerd_link(self, link: str) -> str | None:
         """The cluster a Linkerd Link name points at (clusters.yaml `linkerd_link`, default the name)."""
