@@ -242,17 +242,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller grid, fewer objects and rows")
     parser.add_argument("--only", action="append", choices=("table", "check", "verify"))
+    parser.add_argument("--clusters", type=int, action="append", help="only these cluster counts (repeatable)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the per-pair baseline build")
     args = parser.parse_args()
     parts = set(args.only or ("table", "check", "verify"))
     sizes = [100, 300, 1000] if args.quick else [100, 1000, 3000]
-    cluster_counts = [10, 30] if args.quick else [10, 30, 100]
-    if "table" in parts:
+    cluster_counts = args.clusters or ([10, 30] if args.quick else [10, 30, 100])
+    if "table" in parts and not args.no_baseline:
         baseline = measure(100, 30, per_pair=True)
         print(
             f"baseline S=100 C=30: per-pair build {baseline['per_pair_build_s']:.2f} s for {baseline['pairs']:,} "
             f"pairs, keyed build {baseline['build_s']:.3f} s for {baseline['keys']:,} keys: "
             f"ratio {baseline['per_pair_build_s'] / baseline['build_s']:.0f}x"
         )
+    if "table" in parts:
         results = []
         for clusters in cluster_counts:
             for services in sizes:
