@@ -6,9 +6,11 @@
    proves exact) at S services x C clusters (S = 100, 1,000, 3,000; C = 10, 30, 100; --quick: S = 100,
    300, 1,000; C = 10, 30). Each point runs in a fresh process: policy load; table build (keys, time, the
    process's RSS growth and peak) in a thread while this process's event loop ticks every millisecond
-   (its longest stall) with gc.callbacks timing every collection (the longest pause); a full collection
-   after the build; first-sight lookups (a pair not seen before whose key is judged; and one whose key is
-   new, so one engine call) and known lookups (a pair in the LRU).
+   (its longest stall) with gc.callbacks timing every collection (the longest pause), the loaded policy
+   frozen first and the collector tuned as the server does (policyengine/api/memory.py); a full
+   collection after the build (what one costs with the table in the heap); first-sight lookups (a pair
+   not seen before whose key is judged; and one whose key is new, so one engine call) and known lookups
+   (a pair in the LRU) beside a dict lookup of the same pairs (the floor).
    Baseline in the same run: the per-pair build (every source x destination x opt-out judged on its own,
    as before keys) at S = 100, C = 30; ratio = per-pair time / keyed time.
 2. `policyengine check` over N generated manifests (10,000; baseline 1,000): seconds per object and the
@@ -44,6 +46,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the repo generator, shared with the e
 
 from routing.scale_repos import write_repo  # noqa: E402
 
+from policyengine.api.memory import settle_heap, tune_collector  # noqa: E402
 from policyengine.decide import Decider  # noqa: E402
 from policyengine.engine import make_engine  # noqa: E402
 from policyengine.policy import load_policy  # noqa: E402
@@ -101,7 +104,8 @@ def point(services: int, clusters: int, here: str, per_pair: bool) -> dict[str, 
         policy = load_policy(repo)
         result["load_s"] = time.perf_counter() - started
     decider = Decider(policy, make_engine("regorus"))
-    gc.collect()
+    tune_collector()  # as the server: its collector settings, and the loaded policy frozen (settle_heap)
+    settle_heap()
     before = rss_mb()
     pauses = Pauses()
     gc.callbacks.append(pauses)

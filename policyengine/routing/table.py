@@ -350,7 +350,6 @@ class DecisionTable:
                     self.reused += 1
                 else:
                     self._keyed_answer(key, day)
-                    time.sleep(0)  # a slice: hand the GIL to a waiting thread (the event loop) between keys
         self.build_seconds = time.perf_counter() - started
         self.complete = True
 
