@@ -126,6 +126,7 @@ def transfers_cmd(
     expiring_within: int = typer.Option(
         DEFAULT_EXPIRING_DAYS, "--expiring-within", min=0, help="List mechanisms expiring within DAYS."
     ),
+    as_of: str | None = typer.Option(None, "--as-of", help="Count days to expiry from this date (default today)."),
     policies: list[Path] | None = typer.Option(None, "--policy", "-p", help=POLICY_HELP),
     signing_key: Path | None = typer.Option(
         None, "--signing-key", envvar="POLICYENGINE_AUDIT_SIGNING_KEY", help=SIGNING_HELP
@@ -139,12 +140,13 @@ def transfers_cmd(
     try:
         key = SigningKey.load(signing_key) if signing_key else None
         flt = build_filter(since, until, regime, None, cluster, service=service)
+        today = parse_when(as_of, option="--as-of").date() if as_of else None
         book = policy_book(policies)
         with AuditTrail.open(db) as trail:
             flt = trail.checked_filter(flt, book.regimes(), book.clusters())
             with stages("transfers") as step:
                 report = collect_report(
-                    trail, flt, book, verify_chains=False, expiring_within=expiring_within, step=step
+                    trail, flt, book, verify_chains=False, today=today, expiring_within=expiring_within, step=step
                 )
             data = transfers_bytes(report, fmt)
             written = write_evidence(

@@ -19,7 +19,7 @@ from policyengine.audit.verify_report import VerifyReport
 from policyengine.evidence.basis import PolicyBook
 from policyengine.evidence.transfers import DEFAULT_EXPIRING_DAYS, TransferRecord, build_transfer_record
 
-GROUP_LIMIT = 60  # rows of each grouped table; the rest is counted and pointed to
+GROUP_LIMIT = 40  # rows of each grouped table; the rest is counted and pointed to
 APPENDIX_LIMIT = 100
 
 

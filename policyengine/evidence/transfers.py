@@ -25,7 +25,7 @@ class Destination:
     """One destination cluster of a service, and the transfers toward it in the period."""
 
     cluster: str
-    country: str
+    country: str  # the jurisdiction of the cluster in the policy ("unknown" when it declares none)
     sources: set[str] = field(default_factory=set)
     bases: dict[str, Basis] = field(default_factory=dict)  # regime -> basis (newest revision seen)
     allowed: int = 0
@@ -136,7 +136,13 @@ def build_transfer_record(
                 group.service, tuple(profile.data_classes), tuple(profile.subjects), tuple(profile.regimes)
             )
         sources = _split(group.source)
-        for cluster in _split(group.destination):
+        destinations = _split(group.destination)
+        if group.decision == "rewrite" and group.violations:
+            # counted where it asked to go (what the rewrite removed); a routing row's own destination
+            # is the permitted cluster the filter sent it to instead
+            asked = sorted({str(v.get("destination") or "") for v in group.violations} - {""})
+            destinations = asked or destinations
+        for cluster in destinations:
             if not cluster:
                 continue
             dest = entry.destinations.get(cluster)
