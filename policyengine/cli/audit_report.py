@@ -194,6 +194,95 @@ def verify_report_cmd(
         out.print(f"{summary}; the manifest is not signed (export with --signing-key)", highlight=False, soft_wrap=True)
 
 
+@app.command("serve")
+def serve_cmd(
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    policies: list[Path] | None = typer.Option(None, "--policy", "-p", help=POLICY_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8444, help="HTTPS port."),
+    tls_cert: Path | None = typer.Option(None, help="Server certificate (PEM); reloaded on change."),
+    tls_key: Path | None = typer.Option(None, help="Its private key (PEM)."),
+    dev_certs: bool = typer.Option(False, "--dev-certs", help="Make a local CA and a certificate for localhost."),
+    dev_certs_dir: Path = typer.Option(Path("var/tls"), help="Where --dev-certs writes ca.crt, tls.crt, tls.key."),
+    tls_min_version: str = typer.Option("1.2", help="Lowest TLS version: 1.2 (AEAD suites only) or 1.3."),
+    admin_token_file: Path | None = typer.Option(None, help="File holding the admin token (the page's login)."),
+    admin_client_ca: Path | None = typer.Option(None, help="CA of admin client certificates accepted."),
+    audit_signing_key: Path | None = typer.Option(
+        None, envvar="POLICYENGINE_AUDIT_SIGNING_KEY", help="The audit signing key: integrity checks its signatures."
+    ),
+    cert_check_seconds: float = typer.Option(5.0, help="How often to look for rotated TLS files."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the read-only audit page (/audit) on its own over HTTPS, behind the admin token or an admin
+    client certificate: filter decisions, open one with its explanation, chain integrity, downloads."""
+    import os
+
+    from pydantic import ValidationError
+
+    from policyengine.api.access import load_ca_file
+    from policyengine.api.server import run
+    from policyengine.api.settings import Settings
+    from policyengine.api.tls import check_pair, make_dev_certificates
+    from policyengine.audit.store import check_audit_store, resolve_url
+
+    if dev_certs:
+        certs = make_dev_certificates(dev_certs_dir)
+        tls_cert, tls_key = certs.cert, certs.key
+        err.print(f"development certificates in {dev_certs_dir} (trust {certs.ca_cert})", highlight=False)
+    if tls_cert is None or tls_key is None:
+        raise _fail(ValueError("HTTPS only: pass --tls-cert and --tls-key, or --dev-certs for local use"))
+    problem = check_pair(tls_cert, tls_key)
+    if problem:
+        raise _fail(ValueError(problem))
+    admin_token = os.environ.get("POLICYENGINE_ADMIN_TOKEN")
+    if admin_token_file is not None:
+        try:
+            admin_token = admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise _fail(ValueError(f"--admin-token-file {admin_token_file}: {exc.strerror}")) from None
+    if not admin_token and admin_client_ca is None:
+        raise _fail(ValueError("the audit page needs --admin-token-file or --admin-client-ca (it is never open)"))
+    if admin_client_ca is not None:
+        try:
+            load_ca_file(admin_client_ca)
+        except ValueError as exc:
+            raise _fail(ValueError(f"--admin-client-ca {exc}")) from None
+    paths = [p.resolve() for p in policies or []]
+    for path in paths:
+        open_policy(path)  # exits 2 listing the problems of a repo that does not load
+    url = resolve_url(db)
+    try:
+        check_audit_store(url)
+        settings = Settings(
+            cluster="audit-page",
+            audit_url=url,
+            audit_page_policies=tuple(paths),
+            audit_signing_key=audit_signing_key,
+            admin_token=admin_token or None,
+            admin_client_ca=admin_client_ca,
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_min_version=tls_min_version,
+            cert_check_seconds=cert_check_seconds,
+            log_level=log_level,
+        )
+    except AuditStoreError as exc:
+        raise _fail(exc) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(ValueError(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}")) from None
+    err.print(f"audit page on https://{host}:{port}/audit (trail {trail_name(url)})", highlight=False)
+    run(settings, factory="policyengine.api.audit_page:audit_app_from_environment")
+
+
+def trail_name(url: str) -> str:
+    from policyengine.audit.store import display_url
+
+    return display_url(url)
+
+
 def register() -> None:
     """The commands above are added to `audit.app` when this module is imported; main calls this so the
     import is explicit."""

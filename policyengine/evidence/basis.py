@@ -164,13 +164,17 @@ class PolicyBook:
         self._bases[key] = found
         return found
 
-    def explain(self, revision: str, service: str, source: str, destination: str, when: datetime) -> dict[str, Any]:
-        """The explain steps of one route under `revision` (raises KeyError when not given, EngineError)."""
+    def explain(
+        self, revision: str, service: str, source: str, destination: str, when: datetime, workload: str = ""
+    ) -> dict[str, Any]:
+        """The explain steps of one route under `revision`, the caller classified as `workload`
+        ("namespace/name") when the row names one (raises KeyError when not given, EngineError)."""
         decider = self.deciders[revision]
         profile = self.profile(revision, service)
+        caller = workload if "/" in workload else None
         route = Route(
             service,
-            decider.endpoint(source),
+            decider.endpoint(source, workload=caller, data=self.profile(revision, caller) if caller else None),
             decider.endpoint(destination, workload=service, data=profile),
             via="policyengine explain",
         )

@@ -82,6 +82,7 @@ def templates() -> list[AuditRecord]:
                             service=verdict.service,
                             source_cluster=cluster,
                             destination_cluster=verdict.destination_cluster,
+                            user=str(verdict.decision.extra.get("source", "")),  # as the server records it
                         )
                     )
     manifests = read_manifests([ROOT / "examples" / "shop"])
