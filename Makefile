@@ -55,6 +55,7 @@ bench: venv-test system-deps
 	$(PY) bench/webhook.py
 	$(PY) bench/authz.py
 	$(PY) bench/opa.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) var

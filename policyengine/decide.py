@@ -162,11 +162,7 @@ class Decider:
         it still gets its own decision_id, digest and latency.
         """
         started = time.perf_counter()
-        route_json = (
-            f'{{"service":{_string(route.service)},"namespace":{_string(route.namespace)},'
-            f'"via":{_string(route.via)},"source":{self._endpoint_json(route.source)},'
-            f'"destination":{self._endpoint_json(route.destination)}}}'
-        )
+        route_json = self._route_json(route)
         opt_out = "true" if route.opt_out else "false"
         moment = rfc3339(now or datetime.now(UTC))
         payload = f'{{"route":{route_json},"opt_out":{opt_out},"time":"{moment}"}}'
@@ -191,6 +187,19 @@ class Decider:
             latency_us=(time.perf_counter() - started) * 1e6,
             regimes=known.regimes,
             input_digest=digest,
+        )
+
+    def input_digest(self, route: Route, moment: str) -> str:
+        """The digest `decide` gives the input of `route` at `moment` (RFC 3339, as `rfc3339` writes it)."""
+        opt_out = "true" if route.opt_out else "false"
+        payload = f'{{"route":{self._route_json(route)},"opt_out":{opt_out},"time":"{moment}"}}'
+        return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+    def _route_json(self, route: Route) -> str:
+        return (
+            f'{{"service":{_string(route.service)},"namespace":{_string(route.namespace)},'
+            f'"via":{_string(route.via)},"source":{self._endpoint_json(route.source)},'
+            f'"destination":{self._endpoint_json(route.destination)}}}'
         )
 
     def _endpoint_json(self, end: Endpoint) -> str:

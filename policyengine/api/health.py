@@ -1,5 +1,6 @@
 """`/healthz` (alive: the event loop runs and decisions can be made durable somewhere), `/readyz` (policy
-loaded, rows can be made durable in the database or the spool, engine ready), `/metrics`.
+loaded, rows can be made durable in the database or the spool, engine ready; in its detail, the routing
+table's revision and whether it is complete), `/metrics`.
 
 A replica whose audit database is down but whose spool has room stays ready (the spool covers the
 outage; `/readyz` says `degraded`); one that can make rows durable nowhere (spool full or unwritable,
@@ -34,6 +35,9 @@ async def readyz(request: Request) -> Response:
     """Readiness: 200 when a policy is loaded, audit rows can be made durable and the engine is ready."""
     state: AppState = request.app.state.pe
     ready, checks = state.readiness()
+    routing = getattr(request.app.state, "routing_filter", None)
+    if routing is not None:  # detail only: an incomplete table still answers, judging keys on first sight
+        checks["routing_table"] = routing.status()
     metrics.READY.set(1 if ready else 0)
     body = {"status": "ready" if ready else "not ready", "cluster": state.settings.cluster, "checks": checks}
     headers = {"x-policyengine-worker": str(os.getpid())}

@@ -147,11 +147,19 @@ class AuditTrail:
         *,
         verify_chains: bool | None = None,
         progress: Progress = None,
+        reports: str | None = None,
         signing_key: SigningKey | None = None,
     ) -> ExportResult:
         with self._errors(f"exporting {fmt}"):
             return export(
-                self.engine, fmt, out, flt, verify_chains=verify_chains, progress=progress, signing_key=signing_key
+                self.engine,
+                fmt,
+                out,
+                flt,
+                verify_chains=verify_chains,
+                progress=progress,
+                reports=reports,
+                signing_key=signing_key,
             )
 
     def prune(self, before: datetime, *, key: SigningKey | None = None, keys: Sequence[VerifyKey] = ()) -> list[Pruned]:

@@ -263,9 +263,15 @@ def export_cmd(
     public_key: list[Path] | None = typer.Option(
         None, "--public-key", envvar="POLICYENGINE_AUDIT_PUBLIC_KEY", help="html/pdf: check the signed heads."
     ),
+    report_api: str | None = typer.Option(
+        None,
+        "--report-api",
+        help="policyreport: wgpolicyk8s.io/v1alpha2 PolicyReports (default) | openreports: openreports.io/v1alpha1",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Export the trail (filtered) as CSV, JSONL, the evidence report (HTML or PDF), or PolicyReport YAML."""
+    """Export the trail (filtered) as CSV, JSONL, the evidence report (HTML or PDF), or PolicyReport YAML
+    (the latest result per resource and rule in the period, one report per namespace, each under 1 MiB)."""
     from policyengine.cli.audit_report import build_filter, write_report_file
 
     try:
@@ -284,7 +290,13 @@ def export_cmd(
             total = trail.count_rows(flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
             with _progress(total, f"exporting {fmt}") as progress:
                 result = trail.export(
-                    fmt, out_file, flt, verify_chains=verify_chains, progress=progress, signing_key=key
+                    fmt,
+                    out_file,
+                    flt,
+                    verify_chains=verify_chains,
+                    progress=progress,
+                    reports=report_api,
+                    signing_key=key,
                 )
             verification, path, rows, manifest = result.verification, result.path, result.rows, result.manifest
     except (AuditStoreError, SigningKeyError) as exc:

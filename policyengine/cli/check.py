@@ -3,7 +3,9 @@
 Reads YAML/JSON files, directories (multi-document too; kustomizations rendered with `kubectl
 kustomize`) and stdin (`-`, e.g. `helm template ... | policyengine check - ...`), decides every object
 of a kind that can create a cross-cluster route as if it were admitted in `--cluster` (objects without
-a namespace in `--namespace`, as `kubectl apply -n`), and prints the results as text, JSON, SARIF or
+a namespace in `--namespace`, as `kubectl apply -n`) with what the manifests show of the cluster
+(Namespace labels, ServiceImport `status.clusters`, EndpointSlices of other clusters:
+`observations_from_manifests`), and prints the results as text, JSON, SARIF or
 JUnit. Files that hold no Kubernetes objects are skipped with a note (`--strict`: an error). Exit 0 when
 nothing decided is denied, 1 when something enforced as `deny` is violated, 2 on bad input or usage.
 """
@@ -21,6 +23,7 @@ from policyengine.admission.evaluate import EvaluationContext, evaluate_manifest
 from policyengine.admission.extract import extractors_for
 from policyengine.admission.extract.shape import ManifestError
 from policyengine.admission.manifests import STDIN, ManifestDocument, ManifestProblem, read_manifests
+from policyengine.admission.observations import observations_from_manifests
 from policyengine.audit import AuditRecord, AuditStoreError
 from policyengine.audit.cli_decisions import record_cli_decisions
 from policyengine.audit.signing import SigningKey, SigningKeyError
@@ -139,7 +142,9 @@ def check_command(
         decider = Decider(policy, open_engine(engine, opa_url, opa_token))
     except EngineError as exc:
         fail(f"cannot load the policy into the {engine} engine: {exc}")
-    context = EvaluationContext(manifests=[doc.body for doc, _, _ in placed], now=parse_time(at))
+    bodies = [doc.body for doc, _, _ in placed]
+    observed = observations_from_manifests(bodies, cluster=cluster, cluster_by_fsm_key=policy.cluster_by_fsm_key)
+    context = EvaluationContext(manifests=bodies, now=parse_time(at), observations=observed)
     results: list[CheckResult] = []
     records: list[AuditRecord] = []
     for doc, decided_in, namespace_from in placed:

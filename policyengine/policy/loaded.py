@@ -128,8 +128,9 @@ class LoadedPolicy:
         name: str,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> DataProfile:
-        return self.classifier.classify(namespace, name, labels, annotations)
+        return self.classifier.classify(namespace, name, labels, annotations, namespace_labels)
 
     def regimes_for(
         self, subjects: Iterable[str], data_classes: Iterable[str], origin: Iterable[str] = (), ciio: bool = False
@@ -143,6 +144,9 @@ class LoadedPolicy:
 
     def service(self, name: str) -> ServiceInfo | None:
         return self._services.get(name)
+
+    def service_names(self) -> list[str]:
+        return sorted(self._services)
 
     def service_by_identity(self, identity: str) -> str | None:
         return next((s.name for s in self._services.values() if identity in s.identities), None)

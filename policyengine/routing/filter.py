@@ -1,8 +1,11 @@
 """The live routing filter: the current decision table, rebuilt on policy reload, and the verdicts.
 
 `RoutingFilter.on_reload(snapshot)` is the server's reload listener: it indexes the new policy at once
-(so a request is never judged against no policy), compiles the full table in a background thread and
-swaps it in atomically; a slower build of an older snapshot never replaces a newer one. `judge` turns an
+(so a request is never judged against no policy), compiles the table in a background thread (reusing
+the current table's key answers that the change does not touch) and swaps it in atomically when it is
+complete; a slower build of an older snapshot never replaces a newer one. `status()` says which
+revision is served and whether its table is complete (the `/readyz` detail and
+`policyengine_routing_table_complete`). `judge` turns an
 `AuthzRequest` into a `Verdict`: a fresh Decision (new decision_id) from a table lookup, the chosen
 cluster, and the HTTP answer for the proxy. Nothing here does I/O besides the engine calls of the table.
 """
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from policyengine.decide import new_decision_id
 from policyengine.decision import Decision, Enforcement, Outcome, Violation
+from policyengine.routing import metrics
 from policyengine.routing.adapters import (
     CLUSTER_HEADER,
     DECISION_ID_HEADER,
@@ -76,6 +80,7 @@ class RoutingFilter:
         self._generation = 0
         self._lock = threading.Lock()
         self._builds: list[threading.Thread] = []
+        self._building: DecisionTable | None = None
 
     @property
     def table(self) -> DecisionTable | None:
@@ -88,37 +93,73 @@ class RoutingFilter:
         with self._lock:
             self._generation += 1
             generation = self._generation
+            previous = self._table
             if self._table is None:
                 self._table = table  # judge first requests through the engine until compiled
+        self._building = table
+        metrics.table_building(table.revision)
         thread = threading.Thread(
-            target=self._compile, args=(table, generation), name=f"routing-table-{generation}", daemon=True
+            target=self._compile,
+            args=(table, generation, previous),
+            name=f"routing-table-{generation}",
+            daemon=True,
         )
         self._builds = [t for t in self._builds if t.is_alive()] + [thread]
         thread.start()
 
-    def _compile(self, table: DecisionTable, generation: int) -> None:
+    def _compile(self, table: DecisionTable, generation: int, previous: DecisionTable | None) -> None:
         try:
-            table.compile()
+            table.compile(previous)
         except Exception:  # a bug in a build must not take the filter down: keep the previous table
             log.exception("routing table build for %s failed; keeping the previous table", table.revision)
             return
         with self._lock:
-            if generation == self._generation or self._table is None or self._table is table:
+            current = generation == self._generation
+            if current or self._table is None or self._table is table:
                 self._table = table
-        log.debug(  # the reload itself is logged once, by the server, with the new revision
-            "routing table for %s: %d answers in %.1f ms",
+        if current:
+            metrics.table_complete(table.revision)
+        log.info(  # the reload itself is logged once, by the server, with the new revision
+            "routing table for %s complete: %d services, %d answers (%d evaluated, %d reused) in %.1f ms%s",
             table.revision,
+            table.services,
             table.size,
+            table.evaluations,
+            table.reused,
             table.build_seconds * 1e3,
+            "" if table.coverage.keyed else f"; every pair judged on its own ({table.coverage.reason})",
         )
 
     def install(self, snapshot: PolicySnapshot) -> DecisionTable:
         """Compile the snapshot's table in this thread and make it current (startup, tests, benches)."""
-        table = DecisionTable.build(snapshot.policy, snapshot.decider, self.cluster, self.cache_size)
+        table = DecisionTable.build(
+            snapshot.policy, snapshot.decider, self.cluster, self.cache_size, previous=self._table
+        )
         with self._lock:
             self._generation += 1
             self._table = table
+        self._building = table
+        metrics.table_complete(table.revision)
         return table
+
+    def status(self) -> dict[str, Any]:
+        """Which revision requests are judged against, whether its table is complete, and any build."""
+        table = self._table
+        if table is None:
+            return {"complete": False, "revision": None}
+        status: dict[str, Any] = {
+            "complete": table.complete,
+            "revision": table.revision,
+            "services": table.services,
+            "answers": table.size,
+            "keyed": table.coverage.keyed,
+        }
+        if not table.coverage.keyed:
+            status["per_pair_reason"] = table.coverage.reason
+        building = self._building
+        if building is not None and building is not table and not building.complete:
+            status["building"] = building.revision
+        return status
 
     def wait_for_builds(self, timeout: float = 30.0) -> None:
         """Block until background builds started so far have finished."""

@@ -160,3 +160,42 @@ def test_the_source_header_is_configurable(pg_url: str) -> None:
 def test_a_bad_source_header_name_is_refused_by_the_settings() -> None:
     with pytest.raises(ValueError, match="authz_source_header"):
         Settings(cluster="eu-1", authz_source_header="x caller: y")
+
+
+def test_requests_sharing_one_key_each_get_their_own_decision_id_and_audit_row(
+    client: TestClient, pg_url: str
+) -> None:
+    """catalog and an unlisted catalog-canary hold the same (unregulated) data: one key answers both,
+    yet every request is its own decision with its own id, audit row and the digest of its own input."""
+    canary = "spiffe://acme.example/ns/shop/sa/catalog-canary"
+    callers = [CATALOG, CATALOG, canary]
+    ids = []
+    for caller in callers:
+        answer = client.get("/v1/authz", headers={"host": CATALOG_HOST, "x-policyengine-source": caller})
+        assert answer.status_code == 200
+        ids.append(answer.headers["x-policyengine-decision-id"])
+    assert len(set(ids)) == 3
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT decision_id, \"user\", service, input_digest FROM audit_decision WHERE source='routing'")
+            ).all()
+    finally:
+        engine.dispose()
+    by_id = {row[0]: row for row in rows}
+    assert set(ids) <= set(by_id)
+    first, second, third = (by_id[i] for i in ids)
+    assert first[1] == second[1] == "shop/catalog" and third[1] == canary
+    assert first[2] == second[2] == third[2] == "shop/catalog"
+    assert first[3] == second[3] != third[3]  # the digest of each pair's own input
+
+
+def test_readyz_says_whether_the_routing_table_is_complete_and_for_which_revision(client: TestClient) -> None:
+    client.get("/v1/authz", headers=FROM_CHECKOUT)
+    routing = client.app.state.routing_filter  # type: ignore[attr-defined]
+    routing.wait_for_builds()
+    detail = client.get("/readyz").json()["checks"]["routing_table"]
+    assert detail["complete"] is True
+    assert detail["revision"] == client.app.state.pe.snapshot.revision  # type: ignore[attr-defined]
+    assert detail["keyed"] is True and detail["services"] == 6 and detail["answers"] > 0

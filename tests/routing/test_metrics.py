@@ -3,6 +3,7 @@ counted by decision and timed (policyengine_routing_requests_total, _request_dur
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from webhook.harness import start_server
@@ -38,5 +39,20 @@ def test_authz_and_decide_answers_are_counted_and_timed(tmp_path: Path) -> None:
         assert server.metric(DURATION + "_count", endpoint="authz") == allowed + refused
         assert server.metric(DURATION + "_bucket", endpoint="authz", decision="allow", le="+Inf") == allowed
         assert 0 < server.metric(DURATION + "_sum", endpoint="authz") < 60
+    finally:
+        server.stop()
+
+
+def test_serve_reports_the_routing_table_complete_in_a_metric_and_its_log(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--log-level", "info")  # the last --log-level wins
+    try:
+        revision = server.client.get("/readyz").json()["checks"]["policy"]["revision"]
+        deadline = time.monotonic() + 30
+        while server.client.get("/readyz").json()["checks"]["routing_table"]["complete"] is not True:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.1)
+        assert server.metric("policyengine_routing_table_complete", revision=revision) == 1
+        log = server.log.read_text()
+        assert f"routing table for {revision} complete: 6 services" in log, log
     finally:
         server.stop()

@@ -25,12 +25,23 @@ def test_preference_is_here_then_same_country_then_the_rest() -> None:
     assert preference_order(["eu-2", "eu-1"], "us-1", jurisdictions) == ("eu-1", "eu-2")
 
 
-def test_table_covers_every_known_pair_with_and_without_opt_out(default_snapshot: Snapshot) -> None:
+def test_table_judges_each_key_once_and_answers_every_known_pair(default_snapshot: Snapshot) -> None:
     table = DecisionTable.build(default_snapshot.policy, default_snapshot.decider, "eu-1")
     services = sorted(default_snapshot.policy.data["services"])
     assert len(services) == 6
-    assert table.size == len(services) ** 2 * 2
-    assert table.revision == default_snapshot.policy.revision
+    assert table.complete and table.revision == default_snapshot.policy.revision
+    assert table.evaluations == table.size == len(table.all_keys())
+    assert table.size < len(services) ** 2 * 2  # pairs share keys (and the opt-out only matters for CCPA)
+    for source in services:
+        for destination in services:
+            for opt_out in (False, True):
+                answer = table.lookup(ident(source), destination, opt_out)
+                assert answer.known and (answer.source, answer.destination, answer.opt_out) == (
+                    source,
+                    destination,
+                    opt_out,
+                )
+    assert table.evaluations == table.size  # the lookups evaluated nothing more
 
 
 def test_gdpr_caller_gets_only_eea_clusters_in_preference_order(default_snapshot: Snapshot) -> None:
@@ -75,7 +86,11 @@ def test_unknown_identity_is_judged_once_then_cached(default_snapshot: Snapshot)
     for n in range(3):  # the cache is bounded
         table.lookup(ident(f"spiffe://other.example/job/{n}"), "shop/catalog", False)
     assert table.cached == 2
-    assert table.peek(stranger, "shop/catalog", False) is None  # evicted (least recently used)
+    evaluations = table.evaluations
+    again = table.peek(stranger, "shop/catalog", False)  # evicted (least recently used), but its key
+    assert again is not None and again is not first  # was judged today: made again with no engine call
+    assert again.clusters == first.clusters and table.evaluations == evaluations
+    assert table.peek(ident("spiffe://acme.example/ns/analytics/sa/new"), "shop/catalog", False) is None  # new key
 
 
 def test_unknown_host_in_kubernetes_form_is_judged_by_classification(default_snapshot: Snapshot) -> None:
@@ -127,7 +142,7 @@ def test_reload_rebuilds_in_the_background_and_swaps(tmp_path: Path, default_sna
     routing.wait_for_builds()
     before = routing.table
     known = len(default_snapshot.policy.data["services"])
-    assert before is not None and before.size == known**2 * 2
+    assert before is not None and before.complete and before.size == len(before.all_keys())
     assert before.lookup(ident(PROFILE), "shop/catalog", False).allowed is False  # PIPL stays home
     # Declare a new service; the reload builds a new table and swaps it in atomically.
     services = repo / "services.yaml"
@@ -142,7 +157,8 @@ def test_reload_rebuilds_in_the_background_and_swaps(tmp_path: Path, default_sna
     after = routing.table
     assert after is not None and after is not before
     assert after.revision != before.revision
-    assert after.size == (known + 1) ** 2 * 2
+    assert after.complete and after.services == known + 1 and after.size == len(after.all_keys())
+    assert after.reused > 0 and after.evaluations == after.size - after.reused  # only the new keys judged
     assert after.destination_of("search.shop.svc.clusterset.local") == "shop/search"
     assert before.destination_of("search.shop.svc.clusterset.local") == "shop/search"  # k8s form
     assert not before.is_known_destination("shop/search")
