@@ -10,6 +10,10 @@
 3. Latency that nginx auth_request adds: the same nginx (deploy/proxies/nginx.conf rendered) with one
    server that asks policyengine and one that proxies straight to the same upstream; one request at a
    time, p50 and p99 of each, and the difference.
+4. Where that added latency goes (`--only breakdown`): the same nginx in front of the upstream alone,
+   /v1/authz with the audit row committed, /v1/authz with the audit writer detached, and a no-op endpoint
+   over the same TLS hop, in turn; the differences split the added time into the hop, the judging and
+   the durable audit row.
 
 Needs PostgreSQL at 127.0.0.1:5432 and nginx (scripts/system-deps.sh). Prints one line per figure.
 """
@@ -100,7 +104,7 @@ def serve_app(port: int, cert: str, key: str, db_url: str, audit: bool = True) -
     logging.disable(logging.WARNING)
     app = create_app(Settings(cluster="eu-1", policies=POLICIES, audit_url=db_url, log_level="warning"))
 
-    @app.get("/bench/noop")
+    @app.api_route("/bench/noop", methods=["GET", "HEAD"])
     async def noop() -> Response:
         return Response(status_code=200, headers={"x-policyengine-cluster": "eu-1"})
 
@@ -286,11 +290,91 @@ def bench_nginx(seconds: float, db_url: str, tmp: Path) -> None:
     )
 
 
+def bench_nginx_breakdown(seconds: float, db_url: str, tmp: Path, rounds: int = 5) -> None:
+    """Where auth_request's added latency goes: the same nginx, one request at a time, in turn over
+    `rounds` rounds, in front of (a) the upstream alone, (b) /v1/authz with the audit row committed
+    (PostgreSQL) before the answer, (c) /v1/authz with the audit writer detached, (d) a no-op endpoint of
+    the same server over the same TLS keep-alive hop. (b)-(c) is the durable audit row on the answer
+    path, (c)-(d) the filter's judging and endpoint code, (d)-(a) the subrequest hop itself: nginx's
+    subrequest, TLS, uvicorn's HTTP parsing and the framework's floor."""
+    from routing.proxy_parts import NGINX_TEMPLATE, free_port, start_nginx, upstreams
+
+    from policyengine.api.tls import make_dev_certificates
+
+    certs = make_dev_certificates(tmp / "tls-breakdown")
+    context = multiprocessing.get_context("spawn")
+    ports = {"audit": free_port(), "no-audit": free_port()}
+    servers = [
+        context.Process(
+            target=serve_app,
+            args=(port, str(certs.cert), str(certs.key), db_url, name == "audit"),
+            daemon=True,
+        )
+        for name, port in ports.items()
+    ]
+    for server in servers:
+        server.start()
+    text_ = NGINX_TEMPLATE.read_text().rstrip()
+    direct_port = free_port()
+    direct = (
+        f"\n    server {{\n        listen 127.0.0.1:{direct_port};\n"
+        "        location / {\n            proxy_pass http://cluster_eu_1;\n"
+        '            proxy_http_version 1.1;\n            proxy_set_header Connection "";\n'
+        "            proxy_set_header Host $host;\n        }\n    }\n}\n"
+    )
+    with_direct = tmp / "nginx-direct.conf"
+    with_direct.write_text(text_[:-1] + direct)
+    noop = tmp / "nginx-noop.conf"
+    noop.write_text(NGINX_TEMPLATE.read_text().replace("https://policyengine/v1/authz;", "https://policyengine/bench/noop;"))
+    nginxes = []
+    try:
+        _wait_ready(ports["audit"], str(certs.ca_cert), "/readyz")
+        _wait_ready(ports["no-audit"], str(certs.ca_cert), "/healthz")
+        with upstreams("eu-1", "us-1") as clusters:
+            base = {"AUTHZ_NAME": "localhost", "AUTHZ_CA": str(certs.ca_cert)}
+            base |= {"EU_1": clusters["eu-1"].address, "US_1": clusters["us-1"].address}
+            audited = start_nginx(tmp / "nginx-a", {**base, "AUTHZ": f"127.0.0.1:{ports['audit']}"}, with_direct)
+            unaudited = start_nginx(tmp / "nginx-b", {**base, "AUTHZ": f"127.0.0.1:{ports['no-audit']}"})
+            floor = start_nginx(tmp / "nginx-c", {**base, "AUTHZ": f"127.0.0.1:{ports['audit']}"}, noop)
+            nginxes = [audited, unaudited, floor]
+            request = http_get("/orders/7", CATALOG_HOST, f"X-Policyengine-Source: {CHECKOUT}\r\n")
+            variants = {
+                "nginx alone": direct_port,
+                "auth_request, audit row committed": audited.port,
+                "auth_request, audit writer detached": unaudited.port,
+                "auth_request to a no-op endpoint": floor.port,
+            }
+            measured: dict[str, list[float]] = {name: [] for name in variants}
+            for port in variants.values():
+                load(port, None, request, 0.5, 1, 1)  # warm-up
+            for _ in range(rounds):  # in turn, so a noisy moment hits every variant alike
+                for name, port in variants.items():
+                    measured[name] += load(port, None, request, seconds / rounds, 1, 1)
+    finally:
+        for nginx in nginxes:
+            nginx.stop()
+        for server in servers:
+            server.terminate()
+            server.join(10)
+    p50 = {name: _pct(lat, 50) for name, lat in measured.items()}
+    for name, lat in measured.items():
+        print(f"{name}: p50 {p50[name]:.3f} ms, p99 {_pct(lat, 99):.3f} ms ({len(lat)} requests)")
+    alone = p50["nginx alone"]
+    full = p50["auth_request, audit row committed"]
+    detached = p50["auth_request, audit writer detached"]
+    hop = p50["auth_request to a no-op endpoint"]
+    print(
+        f"added by auth_request: {full - alone:.3f} ms at p50 = subrequest hop (nginx, TLS, uvicorn, framework) "
+        f"{hop - alone:.3f} ms + judging and endpoint {detached - hop:.3f} ms + durable audit row "
+        f"{full - detached:.3f} ms; ratio with/without nginx alone {full / alone:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--only", choices=["table", "server", "nginx"], default=None)
+    parser.add_argument("--only", choices=["table", "server", "nginx", "breakdown"], default=None)
     args = parser.parse_args()
     print(f"# bench/authz.py on {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     if args.only in (None, "table"):
@@ -303,6 +387,8 @@ def main() -> None:
             bench_server(args.seconds, args.connections, url, Path(tmp), audit=False)
         if args.only in (None, "nginx"):
             bench_nginx(args.seconds, url, Path(tmp))
+        if args.only in (None, "breakdown"):
+            bench_nginx_breakdown(args.seconds * 2, url, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -177,7 +177,15 @@ def _unique_violations(verdicts: Sequence[RouteVerdict]) -> list[Violation]:
     seen: dict[tuple[str, ...], Violation] = {}
     for v in verdicts:
         for violation in v.decision.violations:
-            key = (violation.regime, violation.rule, violation.cluster, violation.message)
+            key = (
+                violation.regime,
+                violation.rule,
+                violation.cluster,
+                violation.message,
+                violation.service,
+                violation.source,
+                violation.destination,
+            )
             seen.setdefault(key, violation)
     return list(seen.values())
 

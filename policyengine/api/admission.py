@@ -30,6 +30,7 @@ from policyengine.api.body import BodyProblem, read_body_within
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
 from policyengine.audit import AuditRecord, AuditStoreError
+from policyengine.audit.record import judged_route
 from policyengine.decision import Decision, Enforcement, Outcome
 
 log = logging.getLogger("policyengine.admission")
@@ -114,6 +115,7 @@ async def audit(
     metadata = obj.get("metadata") or {}
     namespace = str(metadata.get("namespace") or request.namespace or "")
     name = str(metadata.get("name") or request.name or "")
+    service, source_cluster, destination_cluster = judged_route(decision, namespace, name, state.settings.cluster)
     await state.audit.record_async(
         AuditRecord(
             source="admission",
@@ -124,8 +126,9 @@ async def audit(
             kind=str(obj.get("kind", "")),
             namespace=namespace,
             name=name,
-            service=f"{namespace}/{name}" if namespace else name,
-            source_cluster=state.settings.cluster,
+            service=service,
+            source_cluster=source_cluster,
+            destination_cluster=destination_cluster,
             dry_run=request.dry_run,
             user=request.username,
         )

@@ -85,6 +85,9 @@ class Settings(BaseModel):
         default=False, description="uvicorn's own protocol, without the limits: the benchmark's baseline only"
     )
     tune_gc: bool = Field(default=True, description="freeze the heap after each policy load; rarer young GC")
+    audit_page_policies: tuple[Path, ...] = Field(
+        default=(), description="`audit serve`: the policy repos whose revisions the page explains"
+    )
     authz_source_header: str = Field(
         default="x-policyengine-source",
         min_length=1,

@@ -27,6 +27,7 @@ import regorus
 from policyengine.engine.base import DECISION_QUERY, EngineError, RegoTestCase, RegoTestResult, discover_tests
 
 _BACKTRACE = "\n\nStack backtrace"
+_INSTRUCTION_LIMIT = "exceeded maximum instruction limit"
 _UNDEFINED = '"<undefined>"'
 
 
@@ -154,7 +155,15 @@ class RegorusEngine:
         try:
             if engines.vm is not None and query in self._entry_points:
                 engines.vm.set_input_json(input_json)
-                text = engines.vm.execute_entry_point(query)
+                try:
+                    text = engines.vm.execute_entry_point(query)
+                except BaseException as exc:
+                    if _INSTRUCTION_LIMIT not in str(exc):
+                        raise
+                    # The RVM stops at a fixed instruction budget (25,000), which a route over ~100
+                    # clusters can exceed; the interpreter evaluates the same rules without one.
+                    engines.interpreter.set_input_json(input_json)
+                    text = engines.interpreter.eval_rule_as_json(query)
             else:
                 engines.interpreter.set_input_json(input_json)
                 text = engines.interpreter.eval_rule_as_json(query)

@@ -289,3 +289,14 @@ def test_a_reload_evaluates_only_the_keys_it_touches(repo: Path, tmp_path: Path)
         }
         compare(after, oracle(policy, "eu-1"), sample_pairs(policy, random.Random(name), 80))
         values = set(after.answers_by_value())
+
+
+def test_routes_over_a_hundred_clusters_are_decided_not_refused_by_the_engine(tmp_path: Path) -> None:
+    """regorus's compiled VM stops at 25,000 instructions, which some routes over 100 clusters exceed;
+    such a route was refused as undecidable (engine-error) until the engine fell back to its interpreter."""
+    repo = write_repo(tmp_path / "policies", POLICIES, services=100, clusters=100)
+    policy = load_policy(repo)
+    table = DecisionTable.build(policy, Decider(policy, make_engine("regorus")), "eu-1")
+    assert table.size == len(table.all_keys())  # an engine failure is not kept: every key would be there
+    assert not [a for a in table._keyed.values() if any(v.rule == "engine-error" for v in a.decision.violations)]
+    compare(table, oracle(policy, "eu-1"), sample_pairs(policy, random.Random("c100"), 40))

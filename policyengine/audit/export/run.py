@@ -15,6 +15,7 @@ from policyengine.audit.export.policyreport import write_policyreport
 from policyengine.audit.export.report import collect, render_html, render_pdf
 from policyengine.audit.export.tabular import Span, write_csv, write_jsonl
 from policyengine.audit.query import ExportFilter, chain_heads
+from policyengine.audit.signing import SigningKey
 from policyengine.audit.store import display_url
 from policyengine.audit.verify import VerifyReport, verify
 from policyengine.reports import ReportApi, report_api
@@ -41,6 +42,7 @@ def export(
     verify_chains: bool | None = None,
     progress: Callable[[int], None] | None = None,
     reports: str | None = None,
+    signing_key: SigningKey | None = None,
 ) -> ExportResult:
     """Write `out` in `fmt` with the rows matching `flt`, then `<out>.manifest.json`.
 
@@ -79,6 +81,7 @@ def export(
         heads=heads,
         verified=verification.ok if verification is not None else None,
         database=database,
+        signing_key=signing_key,
     )
     return ExportResult(out, manifest, span.rows, verification)
 
