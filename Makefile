@@ -22,8 +22,8 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 venv: $(VENV)/.installed
 venv-test: $(VENV)/.installed-test
 
-# System packages the tests use: nginx (runtime filter end to end), chromium and poppler (report
-# checks), pango (WeasyPrint PDF). Installed only when missing.
+# System packages the tests use: nginx (runtime filter end to end), chromium, chromium-driver and poppler
+# (report and audit page checks), pango (WeasyPrint PDF). Installed only when missing.
 system-deps:
 	@bash scripts/system-deps.sh
 

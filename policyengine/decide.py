@@ -97,6 +97,9 @@ def engine_error_decision(
         remedy="fix the policy or the engine (see `policyengine policy lint` and `policyengine test`), then retry",
         cluster=route.destination.cluster,
         enforcement=Enforcement.DENY.value,
+        service=route.service,
+        source=route.source.cluster,
+        destination=route.destination.cluster,
     )
     return Decision(
         decision_id=new_decision_id(),
@@ -168,7 +171,7 @@ class Decider:
         known = self.cache.get(key)
         if known is None:
             try:
-                known = self._decision(self.engine.evaluate(DECISION_QUERY, payload), "")
+                known = self._decision(self.engine.evaluate(DECISION_QUERY, payload), "", route)
             except (EngineError, KeyError, TypeError, ValueError) as exc:
                 latency = (time.perf_counter() - started) * 1e6
                 return engine_error_decision(str(exc), route, self.revision, self.engine.name, latency, digest)
@@ -214,12 +217,21 @@ class Decider:
                 self._endpoints[end] = text
         return text
 
-    def _decision(self, answer: Any, digest: str) -> Decision:
+    def _decision(self, answer: Any, digest: str, route: Route | None = None) -> Decision:
+        """The Decision of the rules' answer; each violation names `route` (the cache key holds the
+        route, so a cached decision's violations name the route it is served for)."""
         if not isinstance(answer, dict) or "allowed" not in answer:
             raise ValueError(f"the rules answered {str(answer)[:200]!r}, not a decision object")
+        judged: dict[str, str] = {}
+        if route is not None:
+            judged = {
+                "service": route.service,
+                "source": route.source.cluster,
+                "destination": route.destination.cluster,
+            }
         violations = tuple(
             sorted(
-                (Violation.from_dict(v) for v in answer.get("violations") or ()),
+                (Violation.from_dict({**v, **judged}) for v in answer.get("violations") or ()),
                 key=lambda v: (v.regime, v.cluster, v.rule),
             )
         )

@@ -36,9 +36,14 @@ class Violation:
     remedy: str
     cluster: str = ""  # the end of the route that is not permitted
     enforcement: str = "deny"
+    # The route judged (set by the decider, not the rules): the destination service, the caller's
+    # cluster and the cluster of the service's endpoints, so a row names the route each hit is about.
+    service: str = ""
+    source: str = ""
+    destination: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {
+        out = {
             "regime": self.regime,
             "rule": self.rule,
             "article": self.article,
@@ -47,6 +52,9 @@ class Violation:
             "cluster": self.cluster,
             "enforcement": self.enforcement,
         }
+        if self.service or self.source or self.destination:
+            out.update(service=self.service, source=self.source, destination=self.destination)
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Violation:
@@ -58,6 +66,9 @@ class Violation:
             remedy=str(raw.get("remedy", "")),
             cluster=str(raw.get("cluster", "")),
             enforcement=str(raw.get("enforcement", "deny")),
+            service=str(raw.get("service", "")),
+            source=str(raw.get("source", "")),
+            destination=str(raw.get("destination", "")),
         )
 
 

@@ -1,10 +1,14 @@
 """Evaluate one manifest: extract its crossings, decide each route, combine into one Decision.
 
 `evaluate_manifest(manifest, decider, cluster, context)` is what `policyengine check`, the admission
-webhook and the audit scan call. Every route the manifest creates is decided by the Decider (the rules);
-the object is allowed when all routes are, rewritten to the permitted part when the enforcement is
-`rewrite` and the family can narrow it, else denied with every violation. A manifest of the wrong
-shape raises `ManifestError` naming the JSON path.
+webhook and the audit scan call. `context.observations` is what the cluster shows beyond the repo
+(`policyengine.observed`; the live inventory's, or `observations_from_manifests` in `check`): the
+labels of the object's namespace feed classification rules that match `namespace_labels`, and the
+clusters observed to hold a service's endpoints are destination clusters together with services.yaml.
+
+Every route the manifest creates is decided by the Decider (the rules); the object is allowed when
+all routes are, rewritten to the permitted part when the enforcement is `rewrite` and the family can
+narrow it, else denied with every violation. A manifest of the wrong shape raises `ManifestError` naming the JSON path.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from policyengine.admission.extract.shape import (
 from policyengine.audit.rowformat import json_text
 from policyengine.decide import new_decision_id
 from policyengine.decision import ENFORCEMENT_STRENGTH, Decision, Enforcement, Outcome, Violation
+from policyengine.observed import NOTHING_OBSERVED, Observations
 from policyengine.route import DataProfile, Endpoint, Route
 
 WARNING_LIMIT = 120
@@ -50,7 +55,12 @@ class ClassifyingPolicy(ClusterDirectory, Protocol):
     def revision(self) -> str: ...
 
     def classify(
-        self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> DataProfile: ...
 
 
@@ -67,10 +77,12 @@ class RouteDecider(Protocol):
 
 @dataclass(frozen=True)
 class EvaluationContext:
-    """What else evaluation may look at: the other manifests applied together, and the decision time."""
+    """What else evaluation may look at: the other manifests applied together, the decision time, and
+    what the cluster observes (namespace labels, the clusters holding each service's endpoints)."""
 
     manifests: Sequence[Mapping[str, Any]] = ()
     now: datetime | None = None
+    observations: Observations = NOTHING_OBSERVED
 
     @cached_property
     def services(self) -> dict[str, Mapping[str, Any]]:
@@ -121,7 +133,8 @@ def _service_object(manifest: Mapping[str, Any], context: EvaluationContext, ser
 def data_profile(
     policy: ClassifyingPolicy, manifest: Mapping[str, Any], context: EvaluationContext, service: str
 ) -> DataProfile:
-    """The data `service` holds: its Service's annotations/labels (when given) through `policy.classify`."""
+    """The data `service` holds: its Service's annotations/labels (when given) and its namespace's
+    observed labels through `policy.classify`."""
     namespace, _, name = service.partition("/")
     svc = _service_object(manifest, context, service)
     labels: Mapping[str, Any] = {}
@@ -134,6 +147,7 @@ def data_profile(
         name,
         {str(k): str(v) for k, v in labels.items()},
         {str(k): str(v) for k, v in annotations.items()},
+        context.observations.labels_of(namespace),
     )
 
 
@@ -163,7 +177,15 @@ def _unique_violations(verdicts: Sequence[RouteVerdict]) -> list[Violation]:
     seen: dict[tuple[str, ...], Violation] = {}
     for v in verdicts:
         for violation in v.decision.violations:
-            key = (violation.regime, violation.rule, violation.cluster, violation.message)
+            key = (
+                violation.regime,
+                violation.rule,
+                violation.cluster,
+                violation.message,
+                violation.service,
+                violation.source,
+                violation.destination,
+            )
             seen.setdefault(key, violation)
     return list(seen.values())
 
@@ -206,7 +228,7 @@ def evaluate_manifest(
     context = context or EvaluationContext()
     policy = decider.policy
     related = [m for m in context.manifests if m is not manifest]
-    ctx = ExtractionContext(cluster, policy, related)
+    ctx = ExtractionContext(cluster, policy, related, context.observations)
     verdicts: list[RouteVerdict] = []
     profiles: dict[str, DataProfile] = {}
     for extractor in extractors_for(manifest):

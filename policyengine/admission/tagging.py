@@ -22,6 +22,7 @@ from policyengine.admission.extract import fsm, mcs
 from policyengine.admission.extract.crossing import JsonPatch
 from policyengine.admission.extract.patch import remove_metadata_entries, set_metadata_entries
 from policyengine.admission.extract.shape import group_of, metadata_map, name_of, namespace_of
+from policyengine.observed import NOTHING_OBSERVED, Observations
 from policyengine.route import DataProfile
 
 PREFIX = "residency.policyengine.io/"
@@ -51,7 +52,12 @@ class TaggingPolicy(Protocol):
     def data(self) -> Mapping[str, Any]: ...
 
     def classify(
-        self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> DataProfile: ...
 
 
@@ -95,11 +101,15 @@ def home_of(profile: DataProfile, data: Mapping[str, Any]) -> str:
     return "_".join(sorted(homes))
 
 
-def residency_tags(manifest: Mapping[str, Any], policy: TaggingPolicy) -> ResidencyTags:
-    """The tags the object should carry under `policy` (computed, never read from existing tags)."""
+def residency_tags(
+    manifest: Mapping[str, Any], policy: TaggingPolicy, observations: Observations = NOTHING_OBSERVED
+) -> ResidencyTags:
+    """The tags the object should carry under `policy` (computed, never read from existing tags), its
+    namespace's observed labels counting for classification as in evaluation."""
     labels = {str(k): str(v) for k, v in metadata_map(manifest, "labels").items()}
     annotations = {str(k): str(v) for k, v in metadata_map(manifest, "annotations").items()}
-    profile = policy.classify(namespace_of(manifest), name_of(manifest), labels, annotations)
+    namespace = namespace_of(manifest)
+    profile = policy.classify(namespace, name_of(manifest), labels, annotations, observations.labels_of(namespace))
     want_labels = {f"{PREFIX}{r.lower()}": "true" for r in profile.regimes}
     want_annotations = {REVISION_ANNOTATION: policy.revision}
     if profile.regimes:
@@ -110,11 +120,13 @@ def residency_tags(manifest: Mapping[str, Any], policy: TaggingPolicy) -> Reside
     return ResidencyTags(want_labels, want_annotations, profile)
 
 
-def tag_patch(manifest: Mapping[str, Any], policy: TaggingPolicy) -> JsonPatch:
+def tag_patch(
+    manifest: Mapping[str, Any], policy: TaggingPolicy, observations: Observations = NOTHING_OBSERVED
+) -> JsonPatch:
     """RFC 6902 operations that bring the object's residency tags up to date ([] when they are)."""
     if not is_tagged_kind(manifest):
         return []
-    tags = residency_tags(manifest, policy)
+    tags = residency_tags(manifest, policy, observations)
     labels = metadata_map(manifest, "labels")
     annotations = metadata_map(manifest, "annotations")
     stale_labels = [k for k in labels if str(k).startswith(PREFIX) and k not in tags.labels]

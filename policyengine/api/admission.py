@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from policyengine.admission import review as rv
-from policyengine.admission.evaluate import evaluate_manifest
+from policyengine.admission.evaluate import EvaluationContext, evaluate_manifest
 from policyengine.admission.extract import ManifestError, extractors_for
 from policyengine.admission.tagging import is_tagged_kind, tag_patch
 from policyengine.api import access, metrics, openapi
@@ -30,6 +30,7 @@ from policyengine.api.body import BodyProblem, read_body_within
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
 from policyengine.audit import AuditRecord, AuditStoreError
+from policyengine.audit.record import judged_route
 from policyengine.decision import Decision, Enforcement, Outcome
 
 log = logging.getLogger("policyengine.admission")
@@ -114,6 +115,7 @@ async def audit(
     metadata = obj.get("metadata") or {}
     namespace = str(metadata.get("namespace") or request.namespace or "")
     name = str(metadata.get("name") or request.name or "")
+    service, source_cluster, destination_cluster = judged_route(decision, namespace, name, state.settings.cluster)
     await state.audit.record_async(
         AuditRecord(
             source="admission",
@@ -124,8 +126,9 @@ async def audit(
             kind=str(obj.get("kind", "")),
             namespace=namespace,
             name=name,
-            service=f"{namespace}/{name}" if namespace else name,
-            source_cluster=state.settings.cluster,
+            service=service,
+            source_cluster=source_cluster,
+            destination_cluster=destination_cluster,
             dry_run=request.dry_run,
             user=request.username,
         )
@@ -183,7 +186,8 @@ async def decide_mutation(state: AppState, request: rv.AdmissionRequest, obj: di
         tagged = jsonpatch.apply_patch(obj, tags) if tags else obj
         decision = None
         if extractors_for(tagged):
-            decision = evaluate_manifest(tagged, snapshot.decider, state.settings.cluster)
+            context = EvaluationContext(observations=state.observations())
+            decision = evaluate_manifest(tagged, snapshot.decider, state.settings.cluster, context)
         return tags, decision
 
     tags, decision = await state.run_evaluation(work)
@@ -204,8 +208,9 @@ async def decide_validation(state: AppState, request: rv.AdmissionRequest, obj: 
     snapshot = state.snapshot
     if not extractors_for(obj):
         return Answer(True, "skip")
+    context = EvaluationContext(observations=state.observations())
     decision = await state.run_evaluation(
-        lambda: evaluate_manifest(obj, snapshot.decider, state.settings.cluster)
+        lambda: evaluate_manifest(obj, snapshot.decider, state.settings.cluster, context)
     )
     await audit(state, decision, request, obj)
     notes = audit_notes(decision)

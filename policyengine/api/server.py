@@ -62,15 +62,18 @@ def prepare_runtime(settings: Settings) -> Settings:
     return settings
 
 
-def run(settings: Settings) -> None:
-    """Serve until interrupted (blocks)."""
+APP_FACTORY = "policyengine.api.app:app_from_environment"
+
+
+def run(settings: Settings, factory: str = APP_FACTORY) -> None:
+    """Serve `factory`'s app until interrupted (blocks); `policyengine audit serve` passes its own."""
     if settings.tls_cert is None or settings.tls_key is None:
         raise ValueError("HTTPS only: pass --tls-cert and --tls-key, or --dev-certs")
     settings = prepare_runtime(settings)
     if settings.metrics_port is not None:
         serve_plain(settings.host, settings.metrics_port)
     uvicorn.run(
-        "policyengine.api.app:app_from_environment",
+        factory,
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -85,12 +85,31 @@ class Settings(BaseModel):
         default=False, description="uvicorn's own protocol, without the limits: the benchmark's baseline only"
     )
     tune_gc: bool = Field(default=True, description="freeze the heap after each policy load; rarer young GC")
+    audit_page_policies: tuple[Path, ...] = Field(
+        default=(), description="`audit serve`: the policy repos whose revisions the page explains"
+    )
     authz_source_header: str = Field(
         default="x-policyengine-source",
         min_length=1,
         pattern=r"^[A-Za-z0-9-]+$",
         description="request header carrying the caller's identity for /v1/authz (else the XFCC URI)",
     )
+
+    # The live cluster (policyengine/api/live.py): a kubeconfig (and context) or the pod's service account.
+    kubeconfig: Path | None = Field(default=None, description="kubeconfig of the cluster to watch")
+    kube_context: str | None = Field(default=None, min_length=1, description="its context (default: current)")
+    in_cluster: bool = Field(default=False, description="watch the cluster the pod runs in")
+    watch_seconds: int = Field(default=300, ge=1, description="length of one watch request")
+    # The background scan (policyengine/k8s/scan.py); 0: no scan.
+    scan_interval_seconds: float = Field(default=0.0, ge=0)
+    report_api: Literal["wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1"] = "wgpolicyk8s.io/v1alpha2"
+    report_cap_bytes: int = Field(default=1_000_000, ge=10_000, description="largest report written")
+    lease_namespace: str | None = Field(default=None, description="namespace of the scan Lease (default own)")
+    lease_seconds: float = Field(default=30.0, gt=0, description="scan Lease duration")
+
+    @property
+    def watches_cluster(self) -> bool:
+        return self.in_cluster or self.kubeconfig is not None or self.kube_context is not None
 
     @property
     def own_username(self) -> str:

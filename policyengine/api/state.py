@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from policyengine.api import metrics
 from policyengine.api.bundle_source import BundleSource, BundleUnavailable, bundle_source
+from policyengine.api.live import LiveCluster, observations_of
 from policyengine.api.settings import Settings
 from policyengine.audit import AuditStatus, AuditWriter
 from policyengine.audit import metrics as audit_metrics
@@ -36,6 +37,7 @@ from policyengine.audit.signing import SigningKey
 from policyengine.bundle import BundleError
 from policyengine.decide import Decider
 from policyengine.engine import Engine, EngineError, make_engine
+from policyengine.observed import Observations
 from policyengine.policy import LoadedPolicy, PolicyError, load_policy
 from policyengine.route import Route
 
@@ -93,6 +95,7 @@ class AppState:
     _policy_seen: tuple[Any, ...] = ()
     _audit_state_seen: str = "ok"
     bundles: BundleSource | None = None  # set by start() with --policy-bundle-url
+    live: LiveCluster | None = None  # set by start() with --kubeconfig/--context or --in-cluster
     _bundle_polled: float = 0.0
 
     # -- the snapshot -------------------------------------------------------------------------------
@@ -107,6 +110,14 @@ class AppState:
     @property
     def loaded(self) -> bool:
         return self._snapshot is not None
+
+    def observations(self) -> Observations:
+        """What the live cluster shows now (nothing observed when no cluster is watched)."""
+        return observations_of(self.live)
+
+    def _served_policy(self) -> LoadedPolicy | None:
+        snapshot = self._snapshot
+        return snapshot.policy if snapshot is not None else None
 
     def add_reload_listener(self, fn: Callable[[Snapshot], None]) -> None:
         """Call `fn(snapshot)` after every successful swap; at once too when a policy is already loaded."""
@@ -274,6 +285,8 @@ class AppState:
             self.bundles = bundle_source(self.settings, runtime / "bundles" / str(os.getpid()))
         self.reload()
         self._reload_request_seen = self._reload_request()
+        if self.settings.watches_cluster:
+            self.live = LiveCluster.start(self.settings, self._served_policy)
 
     def _head_signer(self, writer: AuditWriter, key_file: Path) -> HeadSigner:
         """The signer of the writer's chain heads (the key is read here, never logged or stored)."""
@@ -297,6 +310,8 @@ class AppState:
             self.signer.close()
         if self.bundles is not None:
             self.bundles.close()
+        if self.live is not None:
+            self.live.stop()
 
     # -- watching for changes -----------------------------------------------------------------------
     def _reload_request(self) -> str:
@@ -388,7 +403,11 @@ class AppState:
                 engine_ok = False
                 checks["engine_error"] = str(exc)
         checks["engine"] = {"ok": engine_ok and snapshot is not None, "name": self.settings.engine}
-        return all(c["ok"] for c in (checks["policy"], checks["audit"], checks["engine"])), checks
+        required = [checks["policy"], checks["audit"], checks["engine"]]
+        if self.live is not None:
+            checks["inventory"] = self.live.check(snapshot.policy if snapshot is not None else None)
+            required.append(checks["inventory"])
+        return all(c["ok"] for c in required), checks
 
 
 def policy_fingerprint(root: Path) -> tuple[Any, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ class ExportFilter:
     decision: str | None = None
     cluster: str | None = None
     namespace: str | None = None
+    service: str | None = None
 
     def __post_init__(self) -> None:
         if self.decision is not None and self.decision not in DECISIONS:
@@ -69,6 +70,8 @@ class ExportFilter:
             out.append(T.c.cluster == self.cluster)
         if self.namespace:
             out.append(T.c.namespace == self.namespace)
+        if self.service:
+            out.append(T.c.service == self.service)
         return out
 
     def where(self) -> ColumnElement[bool]:
@@ -83,7 +86,22 @@ class ExportFilter:
             "decision": self.decision,
             "cluster": self.cluster,
             "namespace": self.namespace,
+            "service": self.service,
         }
+
+
+def validated(flt: ExportFilter, regimes: set[str], clusters: set[str]) -> ExportFilter:
+    """`flt` with its regime in the known casing; AuditStoreError listing the valid values when the
+    regime or cluster is one neither the trail nor the policy knows (a typo would export 0 rows)."""
+    regime = flt.regime
+    if regime is not None:
+        by_fold = {r.casefold(): r for r in regimes}
+        if regime.casefold() not in by_fold:
+            raise AuditStoreError(f"--regime {regime!r} is not one of {', '.join(sorted(regimes)) or '(none)'}")
+        regime = by_fold[regime.casefold()]
+    if flt.cluster is not None and flt.cluster not in clusters:
+        raise AuditStoreError(f"--cluster {flt.cluster!r} is not one of {', '.join(sorted(clusters)) or '(none)'}")
+    return replace(flt, regime=regime)
 
 
 def count_rows(engine: Engine, flt: ExportFilter) -> int:

@@ -67,6 +67,9 @@ class AuditRecord:
     ) -> AuditRecord:
         """A record for a decision about one Kubernetes object (apiVersion/kind/metadata read from it)."""
         meta = manifest.get("metadata") or {}
+        namespace = str(meta.get("namespace", "") or "")
+        name = str(meta.get("name", "") or "")
+        service, source_cluster, destination_cluster = judged_route(decision, namespace, name, cluster)
         return cls(
             source=source,
             decision=decision,
@@ -74,11 +77,35 @@ class AuditRecord:
             operation=operation,
             api_version=str(manifest.get("apiVersion", "")),
             kind=str(manifest.get("kind", "")),
-            namespace=str(meta.get("namespace", "") or ""),
-            name=str(meta.get("name", "") or ""),
+            namespace=namespace,
+            name=name,
+            service=service,
+            source_cluster=source_cluster,
+            destination_cluster=destination_cluster,
             dry_run=dry_run,
             user=user,
         )
+
+
+def judged_route(decision: Decision, namespace: str, name: str, cluster: str) -> tuple[str, str, str]:
+    """(service, source cluster, destination cluster) of an object's row, from the routes it was judged on.
+
+    An object can create several routes: the row names the refused ones when something was refused
+    (else every route), each end as the distinct clusters joined by ","; the service is the routes' one
+    service, or the object's namespace/name when they name several or none. An object that creates no
+    route has no destination (its source is the cluster it was admitted in)."""
+    routes = [r for r in decision.extra.get("routes") or () if isinstance(r, Mapping)]
+    refused = {(v.service, v.source, v.destination) for v in decision.violations if v.destination}
+    judged = [(str(r.get("service", "")), str(r.get("source", "")), str(r.get("destination", ""))) for r in routes]
+    chosen = [r for r in judged if r in refused] or sorted(refused) or judged
+    services = sorted({s for s, _, _ in chosen if s})
+    fallback = f"{namespace}/{name}" if namespace and name else name
+    service = services[0] if len(services) == 1 else fallback
+    if not chosen:
+        return service, cluster, ""
+    sources = ",".join(sorted({src for _, src, _ in chosen if src}))
+    destinations = ",".join(sorted({dst for _, _, dst in chosen if dst}))
+    return service, sources, destinations
 
 
 def mask(document: Any, paths: Sequence[str]) -> Any:

@@ -13,21 +13,23 @@ database, and what to do. Nothing outside `policyengine/audit/` talks SQL: the C
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from policyengine.audit import aggregates
 from policyengine.audit.anchor import Reference, anchor_document, read_reference, write_anchor
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.export.run import ExportResult, export
 from policyengine.audit.migrate import upgrade
 from policyengine.audit.prune import Pruned, prune
-from policyengine.audit.query import ExportFilter, count_rows
+from policyengine.audit.query import ExportFilter, Head, chain_heads, count_rows, validated
 from policyengine.audit.registry import newest_entry
 from policyengine.audit.sealer import seal_unsigned
 from policyengine.audit.signing import SigningKey, VerifyKey
@@ -84,6 +86,48 @@ class AuditTrail:
         with self._errors("counting the rows"):
             return count_rows(self.engine, flt)
 
+    def checked_filter(
+        self, flt: ExportFilter, regimes: Iterable[str] = (), clusters: Iterable[str] = ()
+    ) -> ExportFilter:
+        """`flt` with its regime in the known casing, or AuditStoreError listing the valid regimes and
+        clusters (those the trail holds, plus `regimes` and `clusters` from the policy)."""
+        with self._errors("reading the known regimes and clusters"), self.engine.connect() as connection:
+            held_regimes, held_clusters = aggregates.known_values(connection)
+        return validated(flt, held_regimes | set(regimes), held_clusters | set(clusters))
+
+    def known_values(self) -> tuple[set[str], set[str]]:
+        with self._errors("reading the known regimes and clusters"), self.engine.connect() as connection:
+            return aggregates.known_values(connection)
+
+    def evidence(
+        self, flt: ExportFilter
+    ) -> tuple[
+        aggregates.Totals, list[aggregates.Group], list[aggregates.Group], list[tuple[str, datetime, datetime, int]]
+    ]:
+        """The aggregates of the evidence report (`aggregates.evidence_queries`)."""
+        with self._errors("aggregating the report"):
+            return aggregates.evidence_queries(self.engine, flt)
+
+    def totals(self, flt: ExportFilter) -> aggregates.Totals:
+        with self._errors("counting"), self.engine.connect() as connection:
+            return aggregates.totals(connection, flt.where())
+
+    def rows_page(
+        self, flt: ExportFilter, *, limit: int, offset: int = 0, flagged: bool = False
+    ) -> list[dict[str, Any]]:
+        """A page of rows, newest first (only those with violations when `flagged`)."""
+        where = aggregates.and_not_flagged(flt.where(), True) if flagged else flt.where()
+        with self._errors("reading decisions"), self.engine.connect() as connection:
+            return aggregates.rows_page(connection, where, limit=limit, offset=offset)
+
+    def decision(self, decision_id: str) -> dict[str, Any] | None:
+        with self._errors("reading a decision"), self.engine.connect() as connection:
+            return aggregates.one_decision(connection, decision_id)
+
+    def chain_heads(self) -> list[Head]:
+        with self._errors("reading the chain heads"):
+            return chain_heads(self.engine)
+
     def verify(
         self,
         progress: Progress = None,
@@ -103,9 +147,20 @@ class AuditTrail:
         *,
         verify_chains: bool | None = None,
         progress: Progress = None,
+        reports: str | None = None,
+        signing_key: SigningKey | None = None,
     ) -> ExportResult:
         with self._errors(f"exporting {fmt}"):
-            return export(self.engine, fmt, out, flt, verify_chains=verify_chains, progress=progress)
+            return export(
+                self.engine,
+                fmt,
+                out,
+                flt,
+                verify_chains=verify_chains,
+                progress=progress,
+                reports=reports,
+                signing_key=signing_key,
+            )
 
     def prune(self, before: datetime, *, key: SigningKey | None = None, keys: Sequence[VerifyKey] = ()) -> list[Pruned]:
         with self._errors("pruning"):

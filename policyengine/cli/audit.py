@@ -246,39 +246,80 @@ def export_cmd(
     out_file: Path = typer.Option(..., "--out", help="File to write; the manifest goes beside it."),
     since: str | None = typer.Option(None, help="From this UTC date/time (inclusive), e.g. 2025-03-01."),
     until: str | None = typer.Option(None, help="Up to this UTC date/time (exclusive)."),
-    regime: str | None = typer.Option(None, help="Only decisions under this regime (GDPR, PIPL, CCPA...)."),
-    decision: str | None = typer.Option(None, help="allow | deny | rewrite"),
+    regime: str | None = typer.Option(None, help="Only decisions under this regime (GDPR, PIPL, CCPA; any case)."),
+    decision: str | None = typer.Option(None, "--decision", "--outcome", help="allow | deny | rewrite"),
     cluster: str | None = typer.Option(None, help="Only decisions taken in this cluster."),
     namespace: str | None = typer.Option(None, help="Only objects in this namespace."),
+    service: str | None = typer.Option(None, help="Only this service (namespace/name)."),
     verify_chains: bool | None = typer.Option(
         None, "--verify/--no-verify", help="Verify the chains and say so in the manifest (html/pdf: always)."
     ),
+    policies: list[Path] | None = typer.Option(
+        None, "--policy", "-p", help="html/pdf: policy repo(s) the rows' revisions name (default the bundled one)."
+    ),
+    signing_key: Path | None = typer.Option(
+        None, "--signing-key", envvar="POLICYENGINE_AUDIT_SIGNING_KEY", help="Sign the manifest with this key (PEM)."
+    ),
+    public_key: list[Path] | None = typer.Option(
+        None, "--public-key", envvar="POLICYENGINE_AUDIT_PUBLIC_KEY", help="html/pdf: check the signed heads."
+    ),
+    report_api: str | None = typer.Option(
+        None,
+        "--report-api",
+        help="policyreport: wgpolicyk8s.io/v1alpha2 PolicyReports (default) | openreports: openreports.io/v1alpha1",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Export the trail (filtered) as CSV, JSONL, an HTML or PDF report, or PolicyReport YAML."""
-    from policyengine.audit.query import ExportFilter, parse_when
+    """Export the trail (filtered) as CSV, JSONL, the evidence report (HTML or PDF), or PolicyReport YAML
+    (the latest result per resource and rule in the period, one report per namespace, each under 1 MiB)."""
+    from policyengine.cli.audit_report import build_filter, write_report_file
 
     try:
-        flt = ExportFilter(
-            since=parse_when(since, option="--since") if since else None,
-            until=parse_when(until, option="--until") if until else None,
-            regime=regime,
-            decision=decision,
-            cluster=cluster,
-            namespace=namespace,
-        )
+        flt = build_filter(since, until, regime, decision, cluster, namespace, service)
         trail = AuditTrail.open(db)
-        total = trail.count_rows(flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
-        with _progress(total, f"exporting {fmt}") as progress:
-            result = trail.export(fmt, out_file, flt, verify_chains=verify_chains, progress=progress)
-    except AuditStoreError as exc:
+        if fmt in ("html", "pdf"):
+            written = write_report_file(
+                trail, fmt, out_file, flt, policies=policies, signing_key=signing_key, public_key=public_key
+            )
+            verification, path, rows, manifest = written.verification, written.path, written.rows, written.manifest
+        else:
+            from policyengine.resources import default_policies
+
+            flt = trail.checked_filter(flt, *_policy_names(policies or [default_policies()]))
+            key = SigningKey.load(signing_key) if signing_key else None
+            total = trail.count_rows(flt) if fmt in ("csv", "jsonl", "policyreport", "openreports") else 0
+            with _progress(total, f"exporting {fmt}") as progress:
+                result = trail.export(
+                    fmt,
+                    out_file,
+                    flt,
+                    verify_chains=verify_chains,
+                    progress=progress,
+                    reports=report_api,
+                    signing_key=key,
+                )
+            verification, path, rows, manifest = result.verification, result.path, result.rows, result.manifest
+    except (AuditStoreError, SigningKeyError) as exc:
         raise _fail(exc) from None
     note = ""
-    if result.verification is not None:
-        note = "; chains verify" if result.verification.ok else "; WARNING: chains do NOT verify"
-    out.print(f"wrote {result.path} ({result.rows} rows{note}); manifest {result.manifest}", highlight=False)
-    if result.verification is not None and not result.verification.ok:
+    if verification is not None:
+        note = "; chains verify" if verification.ok else "; WARNING: chains do NOT verify"
+    out.print(f"wrote {path} ({rows} rows{note}); manifest {manifest}", highlight=False, soft_wrap=True)
+    if verification is not None and not verification.ok:
         raise typer.Exit(1)
+
+
+def _policy_names(paths: list[Path]) -> tuple[set[str], set[str]]:
+    """The regimes and clusters the policy repos name (what a filter may ask for besides the trail's)."""
+    from policyengine.cli.common import open_policy
+
+    regimes: set[str] = set()
+    clusters: set[str] = set()
+    for path in paths:
+        policy = open_policy(path)
+        regimes.update(str(r) for r in policy.data.get("regimes") or {})
+        clusters.update(policy.cluster_names())
+    return regimes, clusters
 
 
 @app.command("prune")

@@ -3,7 +3,9 @@
 Reads YAML/JSON files, directories (multi-document too; kustomizations rendered with `kubectl
 kustomize`) and stdin (`-`, e.g. `helm template ... | policyengine check - ...`), decides every object
 of a kind that can create a cross-cluster route as if it were admitted in `--cluster` (objects without
-a namespace in `--namespace`, as `kubectl apply -n`), and prints the results as text, JSON, SARIF or
+a namespace in `--namespace`, as `kubectl apply -n`) with what the manifests show of the cluster
+(Namespace labels, ServiceImport `status.clusters`, EndpointSlices of other clusters:
+`observations_from_manifests`), and prints the results as text, JSON, SARIF or
 JUnit. Files that hold no Kubernetes objects are skipped with a note (`--strict`: an error). Exit 0 when
 nothing decided is denied, 1 when something enforced as `deny` is violated, 2 on bad input or usage.
 """
@@ -20,7 +22,8 @@ import typer
 from policyengine.admission.evaluate import EvaluationContext, evaluate_manifest
 from policyengine.admission.extract import extractors_for
 from policyengine.admission.extract.shape import ManifestError
-from policyengine.admission.manifests import STDIN, ManifestDocument, ManifestProblem, read_manifests
+from policyengine.admission.manifests import STDIN, ManifestDocument, ManifestProblem, ManifestSet, read_manifests
+from policyengine.admission.observations import observations_from_manifests
 from policyengine.audit import AuditRecord, AuditStoreError
 from policyengine.audit.cli_decisions import record_cli_decisions
 from policyengine.audit.signing import SigningKey, SigningKeyError
@@ -79,6 +82,43 @@ def _placed(doc: ManifestDocument, namespace: str | None) -> tuple[ManifestDocum
     return ManifestDocument(doc.file, doc.index, doc.line, body, doc.rendered), chosen, source
 
 
+def require_paths(paths: list[Path]) -> None:
+    """Exit 2 unless every path exists and stdin (-) is given at most once."""
+    missing = [str(p) for p in paths if p != STDIN and not p.exists()]
+    if missing:
+        fail(f"no such file or directory: {', '.join(missing)}")
+    if sum(1 for p in paths if p == STDIN) > 1:
+        fail("- (stdin) can be given once")
+
+
+def placed_documents(
+    paths: list[Path], namespace: str | None, strict: bool
+) -> tuple[list[tuple[ManifestDocument, str, str]], ManifestSet]:
+    """The documents of `paths` as applied with `-n namespace` (see `_placed`), and what was read.
+
+    Skipped files are noted on stderr (errors with `strict`); missing paths and manifest problems exit 2."""
+    require_paths(paths)
+    manifests = read_manifests(paths)
+    placed: list[tuple[ManifestDocument, str, str]] = []
+    problems = list(manifests.problems)
+    for doc in manifests.documents:
+        result = _placed(doc, namespace)
+        if isinstance(result, ManifestProblem):
+            problems.append(result)
+        else:
+            placed.append(result)
+    for skipped in manifests.skipped:
+        if strict:
+            problems.append(ManifestProblem(skipped.file, f"{skipped.reason} (--strict)"))
+        else:
+            err_console.print(f"note: {skipped}", soft_wrap=True, markup=False)
+    if problems:
+        for problem in problems:
+            err_console.print(f"[red]{problem}[/]", soft_wrap=True)
+        fail(f"{len(problems)} manifest problem(s); fix them and retry")
+    return placed, manifests
+
+
 def check_command(
     paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories (YAML or JSON); - reads stdin.")],
     cluster: Annotated[str, typer.Option("--cluster", help="The cluster the manifests are applied to.")],
@@ -109,37 +149,18 @@ def check_command(
     """Decide every cross-cluster route the manifests create, as the admission webhook would."""
     if output not in FORMATS:
         fail(f"--output {output!r}: choose one of {', '.join(FORMATS)}")
-    missing = [str(p) for p in paths if p != STDIN and not p.exists()]
-    if missing:
-        fail(f"no such file or directory: {', '.join(missing)}")
-    if sum(1 for p in paths if p == STDIN) > 1:
-        fail("- (stdin) can be given once")
+    require_paths(paths)
     policy = open_policy(policies)
     if policy.cluster_info(cluster) is None:
         fail(f"--cluster {cluster!r} is not a cluster of the policy repo (known: {', '.join(policy.cluster_names())})")
-    manifests = read_manifests(paths)
-    placed: list[tuple[ManifestDocument, str, str]] = []
-    problems = list(manifests.problems)
-    for doc in manifests.documents:
-        result = _placed(doc, namespace)
-        if isinstance(result, ManifestProblem):
-            problems.append(result)
-        else:
-            placed.append(result)
-    for skipped in manifests.skipped:
-        if strict:
-            problems.append(ManifestProblem(skipped.file, f"{skipped.reason} (--strict)"))
-        else:
-            err_console.print(f"note: {skipped}", soft_wrap=True, markup=False)
-    if problems:
-        for problem in problems:
-            err_console.print(f"[red]{problem}[/]", soft_wrap=True)
-        fail(f"{len(problems)} manifest problem(s); fix them and retry")
+    placed, manifests = placed_documents(paths, namespace, strict)
     try:
         decider = Decider(policy, open_engine(engine, opa_url, opa_token))
     except EngineError as exc:
         fail(f"cannot load the policy into the {engine} engine: {exc}")
-    context = EvaluationContext(manifests=[doc.body for doc, _, _ in placed], now=parse_time(at))
+    bodies = [doc.body for doc, _, _ in placed]
+    observed = observations_from_manifests(bodies, cluster=cluster, cluster_by_fsm_key=policy.cluster_by_fsm_key)
+    context = EvaluationContext(manifests=bodies, now=parse_time(at), observations=observed)
     results: list[CheckResult] = []
     records: list[AuditRecord] = []
     for doc, decided_in, namespace_from in placed:

@@ -123,7 +123,8 @@ def render_text(
         d = r.decision
         style = _STYLE[d.outcome] if d.enforced or d.outcome is not Outcome.DENY else "magenta"
         label = d.outcome.value.upper() if d.enforced or d.outcome is not Outcome.DENY else d.enforcement.value.upper()
-        head = f"[bold {style}]{label:<8}[/] {r.file}:{r.line}  {r.resource}{_namespace_note(r)}"
+        where = f"{r.file}:{r.line}" if r.line > 0 else r.file  # line 0: a live object (scan), no file
+        head = f"[bold {style}]{label:<8}[/] {where}  {r.resource}{_namespace_note(r)}"
         if d.outcome is Outcome.REWRITE:
             head += f"  [yellow]→ keeps {', '.join(d.permitted_clusters)}[/]"
         console.print(head, soft_wrap=True)

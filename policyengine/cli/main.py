@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from policyengine.cli import audit, bundle, policy, rules, serve
+from policyengine.cli import audit, audit_report, bundle, live, policy, rules, serve, simulate
 
 app = typer.Typer(
     name="policyengine",
@@ -15,7 +15,10 @@ app = typer.Typer(
 )
 rules.register(app)  # check, test, explain, run-example
 serve.register(app)  # serve
+live.register(app)  # scan, inventory
+simulate.register(app)  # simulate
 app.add_typer(policy.app, name="policy")
+audit_report.register()  # audit transfers, verify-report, serve (on audit.app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(audit.db_app, name="db")
 app.add_typer(bundle.app, name="bundle")

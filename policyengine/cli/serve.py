@@ -166,6 +166,38 @@ def serve(
     ] = 10.0,
     max_header_bytes: Annotated[int, typer.Option(help="Largest request head (line and headers).")] = 64 * 1024,
     max_headers: Annotated[int, typer.Option(help="Most headers in a request.")] = 128,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="Watch the cluster of this kubeconfig (the inventory: namespace labels, placement)."),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="The kubeconfig context to use (default: its current one).")
+    ] = None,
+    in_cluster: Annotated[
+        bool, typer.Option("--in-cluster", help="Watch the cluster the pod runs in (its service account).")
+    ] = False,
+    watch_seconds: Annotated[int, typer.Option(min=1, hidden=True)] = 300,
+    scan_interval: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between background scans of every crossing kind (one replica, by Lease; 0: none). "
+            "Needs --kubeconfig or --in-cluster.",
+        ),
+    ] = 0.0,
+    report_api: Annotated[
+        str,
+        typer.Option(
+            help="Reports the scan writes: wgpolicyk8s.io/v1alpha2 (PolicyReport) or openreports.io/v1alpha1."
+        ),
+    ] = "wgpolicyk8s.io/v1alpha2",
+    report_cap_bytes: Annotated[
+        int, typer.Option(min=10_000, help="Largest report the scan writes (results past it are cut, and counted).")
+    ] = 1_000_000,
+    lease_namespace: Annotated[
+        str | None, typer.Option(help="Namespace of the scan's Lease (default: --namespace).", show_default=False)
+    ] = None,
+    lease_seconds: Annotated[float, typer.Option(min=1, help="Duration of the scan's Lease.")] = 30.0,
 ) -> None:
     """Serve the admission webhook (/mutate, /validate), the routing filter, /healthz, /readyz, /metrics."""
     from pydantic import ValidationError
@@ -208,6 +240,7 @@ def serve(
         raise _fail(f"--tls-min-version {tls_min_version}: use 1.2 (AEAD suites only) or 1.3")
     if client_cn is not None and client_ca is None:
         raise _fail("--client-cn needs --client-ca (the CA that issued the API server's client certificate)")
+    _check_cluster_access(kubeconfig, context, in_cluster, scan_interval, report_api)
     api_tokens: tuple[str, ...] = ()
     if api_token_file is not None:
         try:
@@ -276,6 +309,15 @@ def serve(
             body_timeout_seconds=body_timeout,
             max_header_bytes=max_header_bytes,
             max_headers=max_headers,
+            kubeconfig=kubeconfig,
+            kube_context=context,
+            in_cluster=in_cluster,
+            watch_seconds=watch_seconds,
+            scan_interval_seconds=scan_interval,
+            report_api=report_api,
+            report_cap_bytes=report_cap_bytes,
+            lease_namespace=lease_namespace,
+            lease_seconds=lease_seconds,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -307,6 +349,36 @@ def serve(
         f"{metrics_where})"
     )
     run(settings)
+
+
+def _check_cluster_access(
+    kubeconfig: Path | None, context: str | None, in_cluster: bool, scan_interval: float, report_api: str
+) -> None:
+    """Exit 2, naming the flag, when the live-cluster options cannot work."""
+    if in_cluster and (kubeconfig is not None or context is not None):
+        raise _fail("--in-cluster and --kubeconfig/--context are exclusive: watch this pod's cluster or a kubeconfig's")
+    if report_api not in ("wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1"):
+        raise _fail(f"--report-api {report_api}: use wgpolicyk8s.io/v1alpha2 or openreports.io/v1alpha1")
+    if scan_interval and not (in_cluster or kubeconfig is not None or context is not None):
+        raise _fail("--scan-interval needs a cluster to scan: pass --kubeconfig [--context] or --in-cluster")
+    if not (in_cluster or kubeconfig is not None or context is not None):
+        return
+    from policyengine.k8s.client import ClusterConfigError, contexts, in_cluster_config
+
+    try:
+        if in_cluster:
+            in_cluster_config()
+        else:
+            names, current = contexts(kubeconfig)
+            chosen = context or current
+            if chosen not in names:
+                raise ClusterConfigError(
+                    f"kubeconfig has no context {chosen!r} (it has: {', '.join(names) or 'none'})"
+                    if chosen
+                    else "the kubeconfig has no current context: pass --context"
+                )
+    except ClusterConfigError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _first_revision(state: AppState) -> str:

@@ -30,6 +30,9 @@ CIIO = ANNOTATION_PREFIX + "ciio"
 ORIGIN = ANNOTATION_PREFIX + "origin"
 PROFILE_CACHE_SIZE = 8192
 
+Labels = frozenset[tuple[str, str]]
+ProfileKey = tuple[str, str, Labels, Labels, Labels]
+
 
 def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(sorted({part.strip() for part in value.split(",") if part.strip()}))
@@ -48,8 +51,18 @@ def _ciio(value: str | None) -> bool | None:
     return value.strip().lower() != "false"
 
 
-def selector_matches(selector: Selector, namespace: str, name: str, labels: Mapping[str, str]) -> bool:
-    """Namespaces and names are globs (empty = any); every label must be present with its value."""
+def selector_matches(
+    selector: Selector,
+    namespace: str,
+    name: str,
+    labels: Mapping[str, str],
+    namespace_labels: Mapping[str, str] | None = None,
+) -> bool:
+    """Namespaces and names are globs (empty = any); every label (and every namespace label) must be
+    present with its value. A namespace whose labels are not known has none."""
+    namespace_labels = namespace_labels or {}
+    if any(namespace_labels.get(key) != value for key, value in selector.namespace_labels.items()):
+        return False
     if selector.namespaces and not any(fnmatch.fnmatchcase(namespace, p) for p in selector.namespaces):
         return False
     if selector.names and not any(fnmatch.fnmatchcase(name, p) for p in selector.names):
@@ -68,7 +81,8 @@ class Classifier:
         self._regime_origin = {name: set(geography.expand(r.origin)) for name, r in regimes.items()}
         self._origin_classes = {name: set(r.origin_classes) for name, r in regimes.items()}
         self._ciio_origin_classes = {name: set(r.ciio_origin_classes) for name, r in regimes.items()}
-        self._profiles: dict[tuple[str, str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], DataProfile] = {}
+        self._by_namespace_labels = any(r.match.namespace_labels for r in self.rules)
+        self._profiles: dict[ProfileKey, DataProfile] = {}
 
     def _subject_places(self, subject: str) -> set[str]:
         """Every jurisdiction a subject stands for or lies within (a group stands for its members)."""
@@ -108,26 +122,35 @@ class Classifier:
         name: str,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> DataProfile:
         """The data profile of object `namespace/name`: annotations win, else the first rule per field.
 
-        Answers are remembered (the rules never change for one classifier): the same object reviewed
-        again costs a dict lookup instead of a glob match against every rule."""
+        `namespace_labels` are the labels of its namespace (as observed), for rules that match
+        `namespace_labels`. Answers are remembered (the rules never change for one classifier): the
+        same object reviewed again costs a dict lookup instead of a glob match against every rule. The
+        namespace labels are part of that key when a rule reads them, so a label change reclassifies."""
         labels = labels or {}
         ours = {k: v for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)} if annotations else {}
-        key = (namespace, name, frozenset(labels.items()), frozenset(ours.items()))
+        ns_labels = namespace_labels if namespace_labels and self._by_namespace_labels else {}
+        key = (namespace, name, frozenset(labels.items()), frozenset(ours.items()), frozenset(ns_labels.items()))
         profile = self._profiles.get(key)
         if profile is None:
-            profile = self._classify(namespace, name, labels, ours)
+            profile = self._classify(namespace, name, labels, ours, ns_labels)
             if len(self._profiles) >= PROFILE_CACHE_SIZE:
                 self._profiles.clear()  # a bound, not an LRU: a policy sees few distinct objects
             self._profiles[key] = profile
         return profile
 
     def _classify(
-        self, namespace: str, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        namespace_labels: Mapping[str, str],
     ) -> DataProfile:
-        matching = [r for r in self.rules if selector_matches(r.match, namespace, name, labels)]
+        matching = [r for r in self.rules if selector_matches(r.match, namespace, name, labels, namespace_labels)]
         data_classes = (
             _comma_list(annotations[DATA_CLASSES])
             if DATA_CLASSES in annotations

@@ -103,6 +103,7 @@ def compile_data(
             "locality": c.locality or default_locality(c),
             "network": c.network or "",
             "linkerd_link": c.linkerd_link or c.name,
+            "kube_context": c.kube_context or c.name,
         }
     return {
         "revision": revision,

@@ -26,6 +26,7 @@ class ClusterInfo:
     locality: str
     network: str = ""  # Istio network, "" when clusters.yaml gives none
     linkerd_link: str = ""  # the Linkerd Link name of the cluster (default its name)
+    kube_context: str = ""  # the kubeconfig context that reaches it (default its name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class LoadedPolicy:
                 locality=c["locality"],
                 network=c.get("network", ""),
                 linkerd_link=c.get("linkerd_link", name),
+                kube_context=c.get("kube_context", name),
             )
             for name, c in data["clusters"].items()
         }
@@ -116,6 +118,10 @@ class LoadedPolicy:
         """Clusters whose Istio network is `network` (clusters.yaml `network`)."""
         return sorted(c.name for c in self._clusters.values() if network and c.network == network)
 
+    def cluster_by_kube_context(self, context: str) -> str | None:
+        """The cluster a kubeconfig context reaches (clusters.yaml `kube_context`, default the name)."""
+        return next((c.name for c in self._clusters.values() if c.kube_context == context), None)
+
     def cluster_by_linkerd_link(self, link: str) -> str | None:
         """The cluster a Linkerd Link name points at (clusters.yaml `linkerd_link`, default the name)."""
         return next((c.name for c in self._clusters.values() if c.linkerd_link == link), None)
@@ -128,8 +134,9 @@ class LoadedPolicy:
         name: str,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> DataProfile:
-        return self.classifier.classify(namespace, name, labels, annotations)
+        return self.classifier.classify(namespace, name, labels, annotations, namespace_labels)
 
     def regimes_for(
         self, subjects: Iterable[str], data_classes: Iterable[str], origin: Iterable[str] = (), ciio: bool = False
@@ -143,6 +150,9 @@ class LoadedPolicy:
 
     def service(self, name: str) -> ServiceInfo | None:
         return self._services.get(name)
+
+    def service_names(self) -> list[str]:
+        return sorted(self._services)
 
     def service_by_identity(self, identity: str) -> str | None:
         return next((s.name for s in self._services.values() if identity in s.identities), None)

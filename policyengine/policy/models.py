@@ -223,6 +223,11 @@ class Selector(_Strict):
     namespaces: list[str] = Field([], description="namespace globs; empty matches every namespace")
     names: list[str] = Field([], description="object name globs; empty matches every name")
     labels: dict[str, str] = Field({}, description="labels that must all be present with these values")
+    namespace_labels: dict[str, str] = Field(
+        {},
+        description="labels the object's namespace must all have with these values (from the live cluster's "
+        "Namespace, or a Namespace among the manifests `check` reads)",
+    )
 
 
 class PiplDeclaration(_Strict):

@@ -217,6 +217,7 @@ def _check_clusters(source: SourceFile, known: _Known, findings: Findings) -> No
     keys = [c.fsm_key or f"{c.region.partition('/')[2]}/default/default/{c.name}" for c in clusters]
     _duplicates(source, "clusters", keys, "fsm_key", findings)
     _duplicates(source, "clusters", [c.linkerd_link or c.name for c in clusters], "linkerd_link", findings)
+    _duplicates(source, "clusters", [c.kube_context or c.name for c in clusters], "kube_context", findings)
     for i, c in enumerate(clusters):
         if c.region not in known.regions:
             findings.add(

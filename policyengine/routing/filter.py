@@ -200,6 +200,7 @@ class RoutingFilter:
                 source=request.source.value,
                 remedy="add the host to the service's hosts in policies/services.yaml",
                 policy_revision=table.revision,
+                service=request.host,  # what the caller asked for, so the row names it
             )
         answer = table.lookup(request.source, destination, request.opt_out)
         return self.verdict(answer, request.prefer, started)
@@ -255,7 +256,10 @@ class RoutingFilter:
             destination=answer.destination,
         )
         headers = {DECISION_ID_HEADER: decision.decision_id, DENIAL_HEADER: denial_header(body)}
-        target = template.violations[0].cluster if template.violations else ""
+        # The row names the route judged (the caller's cluster -> the destination the rules were asked
+        # about), not the end a violation found unpermitted (that is the violation's `cluster`).
+        judged = template.violations[0] if template.violations else None
+        target = (judged.destination or judged.cluster) if judged is not None else ""
         return Verdict(403, headers, body, decision, answer.destination, target, answer)
 
 

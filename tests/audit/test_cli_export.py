@@ -149,7 +149,10 @@ def test_policyreport_export(trail: str, tmp_path: Path) -> None:
     shop, payments = by_ns["shop"], by_ns["payments"]
     assert shop["apiVersion"] == "wgpolicyk8s.io/v1alpha2" and shop["kind"] == "PolicyReport"
     assert shop["summary"] == {"pass": 20, "fail": 10, "warn": 0, "error": 0, "skip": 0}
-    assert payments["summary"] == {"pass": 0, "fail": 0, "warn": 10, "error": 0, "skip": 0}
+    # the ten routing rows are one route (payments/ledger cn-1 -> sg-1): its latest result is the state
+    assert payments["summary"] == {"pass": 0, "fail": 0, "warn": 1, "error": 0, "skip": 0}
+    (route,) = payments["results"]
+    assert "resources" not in route and route["properties"]["decision_id"].startswith("pipl-37-")
     fail = next(r for r in shop["results"] if r["result"] == "fail")
     assert (fail["policy"], fail["rule"], fail["category"], fail["severity"]) == (
         "policyengine-gdpr",
@@ -165,10 +168,13 @@ def test_policyreport_export(trail: str, tmp_path: Path) -> None:
     }
     assert fail["properties"]["cluster"] == "eu-1" and fail["properties"]["decision_id"].startswith("gdpr-0-")
     assert fail["properties"]["article"] == "GDPR Art. 44-46"
-    code, _ = _export(trail, tmp_path / "open.yaml", "--format", "openreports")
-    assert code == 0
-    kinds = {(d["apiVersion"], d["kind"]) for d in yaml.safe_load_all((tmp_path / "open.yaml").read_text())}
-    assert kinds == {("openreports.io/v1alpha1", "Report")}
+    for args in (["--format", "openreports"], ["--format", "policyreport", "--report-api", "openreports"]):
+        code, _ = _export(trail, tmp_path / "open.yaml", *args)
+        assert code == 0
+        kinds = {(d["apiVersion"], d["kind"]) for d in yaml.safe_load_all((tmp_path / "open.yaml").read_text())}
+        assert kinds == {("openreports.io/v1alpha1", "Report")}
+    code, output = _export(trail, tmp_path / "bad.yaml", "--format", "policyreport", "--report-api", "kyverno")
+    assert code == 2 and "--report-api" in output and "openreports" in output
 
 
 def test_html_report_renders_in_chromium_without_console_errors(trail: str, tmp_path: Path) -> None:

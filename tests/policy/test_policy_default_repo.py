@@ -103,8 +103,10 @@ def test_clusters_entities_and_lookups() -> None:
     policy = load_policy(DEFAULT_REPO, today=TODAY)
     assert policy.cluster_names() == ["ads-1", "cn-1", "eu-1", "eu-2", "hk-1", "partner-1", "us-1", "us-ca-1"]
     assert policy.cluster_info("eu-1") == ClusterInfo(
-        "eu-1", "aws/eu-central-1", "DE", "acme", "eu-central-1/default/default/eu-1", "eu-central-1", "", "eu-1"
+        "eu-1", "aws/eu-central-1", "DE", "acme", "eu-central-1/default/default/eu-1", "eu-central-1", "", "eu-1",
+        "eu-1",
     )
+    assert policy.cluster_by_kube_context("eu-1") == "eu-1" and policy.cluster_by_kube_context("prod-eu") is None
     assert policy.cluster_info("eu-9") is None
     assert policy.data["clusters"]["hk-1"]["jurisdiction"] == "HK"
     assert policy.data["clusters"]["us-ca-1"]["in"] == ["US", "US-CA"]

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from policyengine.observed import NOTHING_OBSERVED, Observations
+
 JsonPatch = list[dict[str, Any]]
 
 
@@ -67,11 +69,14 @@ class ClusterDirectory(Protocol):
 class ExtractionContext:
     """Where the manifest is applied (`cluster`), the policy's cluster directory, and the other objects
     applied with it (`related`: a ReferenceGrant, the ServiceImport a route names, a Linkerd mirror
-    Service), which extractors may read but never need: admission sees one object at a time."""
+    Service), which extractors may read but never need: admission sees one object at a time.
+    `observations` are what the cluster shows beyond the repo: the clusters observed to hold a
+    service's endpoints count as clusters that run it, together with services.yaml."""
 
     cluster: str
     directory: ClusterDirectory
     related: Sequence[Mapping[str, Any]] = ()
+    observations: Observations = NOTHING_OBSERVED
 
     def related_objects(self, kind: str, groups: Sequence[str]) -> list[Mapping[str, Any]]:
         """The related objects of `kind` whose API group is one of `groups`."""
@@ -90,14 +95,17 @@ class ExtractionContext:
         return sorted(c for c in self.directory.cluster_names() if c != self.cluster)
 
     def runs_here(self, service: str) -> bool:
-        """Whether `service` runs in the local cluster (services.yaml; an unknown service may)."""
+        """Whether `service` runs in the local cluster (services.yaml or observed; an unknown service may)."""
         info = self.directory.service(service)
-        return info is None or self.cluster in info.clusters
+        return info is None or self.cluster in info.clusters or self.cluster in self.observations.clusters_of(service)
 
     def service_clusters(self, service: str) -> list[str]:
-        """Clusters that run `service` per services.yaml, else every known cluster; local excluded."""
+        """Clusters that run `service` per services.yaml (else every known cluster) together with the
+        clusters observed to hold its endpoints (an observed cluster the repo does not declare stays in:
+        the rules deny it as unknown); local excluded."""
         info = self.directory.service(service)
         names = list(info.clusters) if info is not None else list(self.directory.cluster_names())
+        names.extend(self.observations.clusters_of(service))
         return sorted({c for c in names if c != self.cluster})
 
 

@@ -1,18 +1,21 @@
-"""PolicyReport YAML: `wgpolicyk8s.io/v1alpha2` PolicyReport/ClusterPolicyReport, or the
-`openreports.io/v1alpha1` Report/ClusterReport successor shape.
+"""PolicyReport YAML of the state in the period: the latest result per resource and rule.
 
-One namespaced report per namespace (objects and routes of that namespace) and one cluster-scoped report
-for what has no namespace. Each decision gives one result per violation (fail when enforced, warn when
-only warned or dry-run), or one `pass` result when it allowed.
+`policyengine audit export --format policyreport` (`--report-api openreports` for
+`openreports.io/v1alpha1`) reads the matching rows in time order, turns each decision into results
+(`policyengine.reports.results_of`), keeps the newest evaluation of each resource (per cluster:
+`latest`), and writes one report per namespace with the same builder the live scan uses
+(`policyengine.reports.build_reports`), each under the size cap. A capped report says what was cut and
+gives the export command that lists every decision of that namespace in the same period.
+
+A route the runtime filter decided has no object: it is reported as a result without `resources`,
+named after the service and the route, in the service's namespace.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import yaml
 from sqlalchemy import Engine
@@ -20,8 +23,9 @@ from sqlalchemy import Engine
 from policyengine.audit.chain import as_utc, format_time
 from policyengine.audit.export.tabular import Span
 from policyengine.audit.query import ExportFilter, stream_rows
+from policyengine.decision import Decision, Enforcement, Outcome, Violation
+from policyengine.reports import DEFAULT_CAP, ReportApi, ResourceRef, ResourceResult, build_reports, latest, results_of
 
-Flavor = Literal["wgpolicyk8s", "openreports"]
 COLUMNS = (
     "time",
     "decision_id",
@@ -42,109 +46,91 @@ COLUMNS = (
     "policy_revision",
     "dry_run",
 )
-SEVERITY = {"deny": "high", "rewrite": "medium", "warn": "low", "dryrun": "info"}
+PROGRESS_STEP = 10_000
 
 
-def _result_of(row: dict[str, Any], violation: dict[str, Any] | None) -> dict[str, Any]:
-    when = as_utc(row["time"])
-    properties = {
-        "cluster": row["cluster"],
-        "decision_id": row["decision_id"],
-        "decision": row["decision"],
-        "source": row["source"],
-        "regions": ",".join(filter(None, [row["source_cluster"], row["destination_cluster"]])) or row["cluster"],
-        "permitted_clusters": ",".join(row["permitted_clusters"]),
-        "policy_revision": row["policy_revision"],
-    }
-    if row["service"]:
-        properties["service"] = row["service"]
-    resource: dict[str, Any] = {"apiVersion": row["api_version"], "kind": row["kind"], "name": row["name"]}
-    if row["namespace"]:
-        resource["namespace"] = row["namespace"]
-    if violation is None:
-        category = row["regimes"].split(",")[0] if row["regimes"] else "none"
-        result, rule, message, severity = "pass", "residency", "route and data stay where permitted", "info"
-    else:
-        enforcement = str(violation.get("enforcement") or row["enforcement"])
-        category = str(violation.get("regime", ""))
-        rule = str(violation.get("rule", ""))
-        severity = SEVERITY.get(enforcement, "medium")
-        if row["decision"] == "rewrite":
-            result = "warn"  # refused as asked, but rewritten to a permitted cluster
-        elif row["dry_run"] or enforcement == "dryrun":
-            result = "skip" if row["decision"] == "allow" else "warn"
-        elif enforcement == "warn":
-            result = "warn"
-        else:
-            result = "fail"
-        article, remedy = violation.get("article", ""), violation.get("remedy", "")
-        message = f"{violation.get('message', '')} [{article}] remedy: {remedy}"
-        properties["article"] = str(violation.get("article", ""))
-        properties["remedy"] = str(violation.get("remedy", ""))
-        if violation.get("cluster"):
-            properties["violating_cluster"] = str(violation["cluster"])
-    out: dict[str, Any] = {
-        "source": "policyengine",
-        "policy": f"policyengine-{category.lower()}",
-        "rule": rule,
-        "category": category,
-        "severity": severity,
-        "result": result,
-        "scored": True,
-        "message": message,
-        "timestamp": {"seconds": int(when.timestamp()), "nanos": when.microsecond * 1000},
-        "properties": properties,
-    }
+def _enforcement(value: Any) -> Enforcement:
+    try:
+        return Enforcement(str(value))
+    except ValueError:
+        return Enforcement.DENY
+
+
+def decision_of(row: dict[str, Any]) -> Decision:
+    """The Decision an audit row records (what results need of it)."""
+    violations = row["violations"] or []
+    if isinstance(violations, str):
+        violations = json.loads(violations)
+    return Decision(
+        decision_id=str(row["decision_id"]),
+        outcome=Outcome(str(row["decision"])),
+        enforcement=_enforcement(row["enforcement"]),
+        violations=tuple(Violation.from_dict(v) for v in violations if isinstance(v, dict)),
+        permitted_clusters=tuple(row["permitted_clusters"] or ()),
+        policy_revision=str(row["policy_revision"] or ""),
+        engine="",
+        latency_us=0.0,
+        regimes=tuple(r for r in str(row["regimes"] or "").split(",") if r),
+    )
+
+
+def resource_of(row: dict[str, Any]) -> ResourceRef:
+    """The object a row is about, or for a routing row its route (kind "")."""
     if row["kind"]:
-        out["resources"] = [resource]
-    return out
+        return ResourceRef(row["namespace"] or "", row["kind"], row["api_version"] or "", row["name"] or "")
+    service = str(row["service"] or "")
+    namespace = service.split("/", 1)[0] if "/" in service else ""
+    route = f"{service} {row['source_cluster'] or '?'}->{row['destination_cluster'] or '?'}"
+    return ResourceRef(namespace, "", "", route)
+
+
+def results_of_row(row: dict[str, Any]) -> list[ResourceResult]:
+    """The results of one audit row."""
+    properties = {"source": str(row["source"] or "")}
+    if row["service"]:
+        properties["service"] = str(row["service"])
+    return results_of(
+        decision_of(row),
+        resource_of(row),
+        cluster=str(row["cluster"] or ""),
+        timestamp=as_utc(row["time"]),
+        dry_run=bool(row["dry_run"]),
+        properties=properties,
+    )
+
+
+def rest_hint(flt: ExportFilter) -> str:
+    """The export command that lists every decision behind a report (its namespace filled in)."""
+    parts = ["policyengine audit export --format jsonl --out decisions.jsonl{namespace_option}"]
+    if flt.since is not None:
+        parts.append(f"--since {format_time(flt.since)}")
+    if flt.until is not None:
+        parts.append(f"--until {format_time(flt.until)}")
+    if flt.cluster:
+        parts.append(f"--cluster {flt.cluster}")
+    return " ".join(parts)
 
 
 def write_policyreport(
     engine: Engine,
     flt: ExportFilter,
     out: TextIO,
-    flavor: Flavor = "wgpolicyk8s",
+    api: ReportApi = "wgpolicyk8s.io/v1alpha2",
     progress: Callable[[int], None] | None = None,
+    cap_bytes: int = DEFAULT_CAP,
 ) -> Span:
-    """A multi-document YAML stream of reports (grouped by namespace) with their summaries."""
+    """A multi-document YAML stream of the reports (one per namespace) of the state in `flt`'s period."""
     span = Span()
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in stream_rows(engine, flt, COLUMNS):
-        span.see(as_utc(row["time"]))
-        namespace = row["namespace"] or (row["service"].split("/", 1)[0] if "/" in row["service"] else "")
-        violations = row["violations"] or []
-        if isinstance(violations, str):
-            violations = json.loads(violations)
-        results = [_result_of(row, v) for v in violations] or [_result_of(row, None)]
-        groups[namespace].extend(results)
-        if progress is not None and span.rows % 10_000 == 0:
-            progress(10_000)
+
+    def results() -> Iterator[ResourceResult]:
+        for row in stream_rows(engine, flt, COLUMNS):
+            span.see(as_utc(row["time"]))
+            if progress is not None and span.rows % PROGRESS_STEP == 0:
+                progress(PROGRESS_STEP)
+            yield from results_of_row(row)
+
+    reports = build_reports(latest(results()), api=api, cap_bytes=cap_bytes, rest_hint=rest_hint(flt))
     if progress is not None:
-        progress(span.rows % 10_000)
-    documents = [_report(namespace, results, flavor) for namespace, results in sorted(groups.items())]
-    yaml.safe_dump_all(documents, out, sort_keys=False, allow_unicode=True, width=200)
+        progress(span.rows % PROGRESS_STEP)
+    yaml.safe_dump_all(reports, out, sort_keys=False, allow_unicode=True, width=200)
     return span
-
-
-def _report(namespace: str, results: list[dict[str, Any]], flavor: Flavor) -> dict[str, Any]:
-    counts = Counter(r["result"] for r in results)
-    if flavor == "openreports":
-        api_version, kind = "openreports.io/v1alpha1", "Report" if namespace else "ClusterReport"
-    else:
-        api_version, kind = "wgpolicyk8s.io/v1alpha2", "PolicyReport" if namespace else "ClusterPolicyReport"
-    metadata: dict[str, Any] = {
-        "name": f"policyengine-{namespace}" if namespace else "policyengine-cluster",
-        "labels": {"app.kubernetes.io/managed-by": "policyengine"},
-        "annotations": {"policyengine.io/generated-at": format_time(datetime.now(UTC))},
-    }
-    if namespace:
-        metadata["namespace"] = namespace
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": metadata,
-        "source": "policyengine",
-        "summary": {k: counts.get(k, 0) for k in ("pass", "fail", "warn", "error", "skip")},
-        "results": results,
-    }

@@ -15,8 +15,10 @@ from policyengine.audit.export.policyreport import write_policyreport
 from policyengine.audit.export.report import collect, render_html, render_pdf
 from policyengine.audit.export.tabular import Span, write_csv, write_jsonl
 from policyengine.audit.query import ExportFilter, chain_heads
+from policyengine.audit.signing import SigningKey
 from policyengine.audit.store import display_url
 from policyengine.audit.verify import VerifyReport, verify
+from policyengine.reports import ReportApi, report_api
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "html", "pdf", "policyreport", "openreports")
 
@@ -39,14 +41,25 @@ def export(
     *,
     verify_chains: bool | None = None,
     progress: Callable[[int], None] | None = None,
+    reports: str | None = None,
+    signing_key: SigningKey | None = None,
 ) -> ExportResult:
     """Write `out` in `fmt` with the rows matching `flt`, then `<out>.manifest.json`.
+
+    `reports` chooses the API of the `policyreport` format ("policyreport" = wgpolicyk8s.io/v1alpha2,
+    "openreports" = openreports.io/v1alpha1; the `openreports` format is the latter).
 
     HTML and PDF always verify the chains (the report shows it); other formats when `verify_chains`.
     The file is written to a temporary name and renamed, so a failed export leaves no partial file.
     """
     if fmt not in FORMATS:
         raise AuditStoreError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    try:
+        api = report_api("openreports" if fmt == "openreports" else reports or "policyreport")
+    except ValueError as exc:
+        raise AuditStoreError(f"--report-api: {exc}") from None
+    if reports is not None and fmt not in ("policyreport", "openreports"):
+        raise AuditStoreError(f"--report-api applies to --format policyreport, not {fmt}")
     database = display_url(engine.url.render_as_string(hide_password=False))
     do_verify = verify_chains if verify_chains is not None else fmt in ("html", "pdf")
     heads = chain_heads(engine)
@@ -54,7 +67,7 @@ def export(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        span = _write(engine, fmt, tmp, flt, database, verification, progress)
+        span = _write(engine, fmt, tmp, flt, database, verification, progress, api)
         tmp.replace(out)
     except OSError as exc:
         raise AuditStoreError(f"cannot write {out}: {exc.strerror}; choose another --out") from exc
@@ -68,6 +81,7 @@ def export(
         heads=heads,
         verified=verification.ok if verification is not None else None,
         database=database,
+        signing_key=signing_key,
     )
     return ExportResult(out, manifest, span.rows, verification)
 
@@ -80,6 +94,7 @@ def _write(
     database: str,
     verification: VerifyReport | None,
     progress: Callable[[int], None] | None,
+    api: ReportApi,
 ) -> Span:
     if fmt in ("html", "pdf"):
         data = collect(engine, flt, database, verification)
@@ -94,6 +109,4 @@ def _write(
             return write_csv(engine, flt, handle, progress)
         if fmt == "jsonl":
             return write_jsonl(engine, flt, handle, progress)
-        if fmt == "openreports":
-            return write_policyreport(engine, flt, handle, "openreports", progress)
-        return write_policyreport(engine, flt, handle, "wgpolicyk8s", progress)
+        return write_policyreport(engine, flt, handle, api, progress)
