@@ -290,6 +290,59 @@ def bench_nginx(seconds: float, db_url: str, tmp: Path) -> None:
     )
 
 
+# The subrequest of deploy/proxies/nginx.conf (HEAD, only the headers set here, TLS keep-alive to
+# policyengine) without the gateway's own client-certificate TLS: the caller's identity comes in
+# x-policyengine-source, so the figures are the auth_request hop alone. One server proxies straight
+# to the same upstream (nginx alone).
+BREAKDOWN_NGINX = """events { worker_connections 256; }
+http {
+    access_log off;
+    upstream cluster_eu_1 { server @@EU_1@@; keepalive 16; }
+    upstream policyengine { server @@AUTHZ@@; keepalive 32; }
+    server {
+        listen @@LISTEN@@;
+        location / {
+            auth_request /_policyengine/authz;
+            auth_request_set $pe_cluster $upstream_http_x_policyengine_cluster;
+            proxy_pass http://cluster_eu_1;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Policyengine-Cluster $pe_cluster;
+        }
+        location = /_policyengine/authz {
+            internal;
+            proxy_pass https://policyengine@@AUTHZ_PATH@@;
+            proxy_method HEAD;
+            proxy_pass_request_body off;
+            proxy_pass_request_headers off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Policyengine-Source $http_x_policyengine_source;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate @@AUTHZ_CA@@;
+            proxy_ssl_name @@AUTHZ_NAME@@;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+        }
+    }
+    server { # direct
+        listen 127.0.0.1:@@DIRECT_PORT@@;
+        location / {
+            proxy_pass http://cluster_eu_1;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }
+    }
+}
+"""
+
+
 def bench_nginx_breakdown(seconds: float, db_url: str, tmp: Path, rounds: int = 5) -> None:
     """Where auth_request's added latency goes: the same nginx, one request at a time, in turn over
     `rounds` rounds, in front of (a) the upstream alone, (b) /v1/authz with the audit row committed
@@ -297,7 +350,7 @@ def bench_nginx_breakdown(seconds: float, db_url: str, tmp: Path, rounds: int = 
     the same server over the same TLS keep-alive hop. (b)-(c) is the durable audit row on the answer
     path, (c)-(d) the filter's judging and endpoint code, (d)-(a) the subrequest hop itself: nginx's
     subrequest, TLS, uvicorn's HTTP parsing and the framework's floor."""
-    from routing.proxy_parts import NGINX_TEMPLATE, free_port, start_nginx, upstreams
+    from routing.proxy_parts import free_port, start_nginx, upstreams
 
     from policyengine.api.tls import make_dev_certificates
 
@@ -314,28 +367,25 @@ def bench_nginx_breakdown(seconds: float, db_url: str, tmp: Path, rounds: int = 
     ]
     for server in servers:
         server.start()
-    text_ = NGINX_TEMPLATE.read_text().rstrip()
     direct_port = free_port()
-    direct = (
-        f"\n    server {{\n        listen 127.0.0.1:{direct_port};\n"
-        "        location / {\n            proxy_pass http://cluster_eu_1;\n"
-        '            proxy_http_version 1.1;\n            proxy_set_header Connection "";\n'
-        "            proxy_set_header Host $host;\n        }\n    }\n}\n"
-    )
-    with_direct = tmp / "nginx-direct.conf"
-    with_direct.write_text(text_[:-1] + direct)
-    noop = tmp / "nginx-noop.conf"
-    noop.write_text(NGINX_TEMPLATE.read_text().replace("https://policyengine/v1/authz;", "https://policyengine/bench/noop;"))
+    template = tmp / "nginx-breakdown.conf"
+    template.write_text(BREAKDOWN_NGINX.replace("@@DIRECT_PORT@@", str(direct_port)))
     nginxes = []
     try:
         _wait_ready(ports["audit"], str(certs.ca_cert), "/readyz")
         _wait_ready(ports["no-audit"], str(certs.ca_cert), "/healthz")
         with upstreams("eu-1", "us-1") as clusters:
             base = {"AUTHZ_NAME": "localhost", "AUTHZ_CA": str(certs.ca_cert)}
-            base |= {"EU_1": clusters["eu-1"].address, "US_1": clusters["us-1"].address}
-            audited = start_nginx(tmp / "nginx-a", {**base, "AUTHZ": f"127.0.0.1:{ports['audit']}"}, with_direct)
-            unaudited = start_nginx(tmp / "nginx-b", {**base, "AUTHZ": f"127.0.0.1:{ports['no-audit']}"})
-            floor = start_nginx(tmp / "nginx-c", {**base, "AUTHZ": f"127.0.0.1:{ports['audit']}"}, noop)
+            base |= {"EU_1": clusters["eu-1"].address}
+            authz = {"AUTHZ_PATH": "/v1/authz"}
+            audited = start_nginx(tmp / "nginx-a", {**base, **authz, "AUTHZ": f"127.0.0.1:{ports['audit']}"}, template)
+            template_b = tmp / "nginx-breakdown-b.conf"  # the others without the direct server
+            template_b.write_text(BREAKDOWN_NGINX.split("    server { # direct")[0] + "}\n")
+            unaudited = start_nginx(
+                tmp / "nginx-b", {**base, **authz, "AUTHZ": f"127.0.0.1:{ports['no-audit']}"}, template_b
+            )
+            noop = {"AUTHZ_PATH": "/bench/noop"}
+            floor = start_nginx(tmp / "nginx-c", {**base, **noop, "AUTHZ": f"127.0.0.1:{ports['audit']}"}, template_b)
             nginxes = [audited, unaudited, floor]
             request = http_get("/orders/7", CATALOG_HOST, f"X-Policyengine-Source: {CHECKOUT}\r\n")
             variants = {
