@@ -152,13 +152,13 @@ def test_html_report_over_the_examples_decisions(tmp_path: Path) -> None:
     assert export.returncode == 0, export.stderr
     text = html.read_text()
     assert f"Total decisions: <strong>{len(doc['results'])}</strong>" in text
-    assert "PIPL Art. 38-39" in text and "cn-north-1" in text  # a denial's article and regions
+    assert "PIPL Art. 38-39" in text and "eu-1 → cn-1" in text  # a denial's article and its judged route
     assert "remedy" in text.lower() or "keep the route" in text
     assert doc["policy_revision"][:19] in text
     assert "<svg" in text
-    assert "permitted: eu-1, eu-2, partner-1" in text and "permitted: [" not in text
+    assert "keep the route to eu-1, eu-2, partner-1" in text and "permitted: [" not in text  # the remedy
     assert "verif" in text.lower()
-    assert denied and all(r["resource"]["name"] in text for r in denied)
+    assert denied and all(r["resource"]["name"] in text for r in denied)  # the appendix names each object
     pdf = tmp_path / "report.pdf"
     assert run("audit", "export", "--db", db, "--format", "pdf", "--out", str(pdf)).returncode == 0
     pages = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
