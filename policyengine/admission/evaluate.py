@@ -30,6 +30,7 @@ from policyengine.admission.extract.crossing import (
     Extractor,
     JsonPatch,
     PermittedClusters,
+    RelatedIndex,
 )
 from policyengine.admission.extract.shape import (
     ManifestError,
@@ -83,6 +84,11 @@ class EvaluationContext:
     manifests: Sequence[Mapping[str, Any]] = ()
     now: datetime | None = None
     observations: Observations = NOTHING_OBSERVED
+
+    @cached_property
+    def related(self) -> RelatedIndex:
+        """`manifests` by kind, indexed once for every object evaluated with this context."""
+        return RelatedIndex.of(self.manifests)
 
     @cached_property
     def services(self) -> dict[str, Mapping[str, Any]]:
@@ -227,8 +233,7 @@ def evaluate_manifest(
     """
     context = context or EvaluationContext()
     policy = decider.policy
-    related = [m for m in context.manifests if m is not manifest]
-    ctx = ExtractionContext(cluster, policy, related, context.observations)
+    ctx = ExtractionContext(cluster, policy, context.related.without(manifest), context.observations)
     verdicts: list[RouteVerdict] = []
     profiles: dict[str, DataProfile] = {}
     for extractor in extractors_for(manifest):

@@ -627,11 +627,12 @@ class DecisionTable:
 def _named(violation: Violation, placeholder: str, service: str) -> Violation:
     """The violation with the destination service's name where the keyed evaluation had the placeholder."""
     if placeholder == service or not any(
-        PLACEHOLDER_NAME in text for text in (violation.message, violation.remedy, violation.article)
+        PLACEHOLDER_NAME in text for text in (violation.message, violation.remedy, violation.article, violation.service)
     ):
         return violation
     return dataclasses.replace(
         violation,
+        service=service if violation.service == placeholder else violation.service,
         article=violation.article.replace(placeholder, service),
         message=violation.message.replace(placeholder, service),
         remedy=violation.remedy.replace(placeholder, service),

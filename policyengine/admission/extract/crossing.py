@@ -65,6 +65,32 @@ class ClusterDirectory(Protocol):
     def service_by_host(self, host: str) -> str | None: ...
 
 
+class RelatedIndex:
+    """The objects applied together, by kind, built once for all of them (`check` over 10,000 objects
+    would otherwise scan every object for each one); `of_kind` leaves out the object being decided."""
+
+    __slots__ = ("_by_kind", "_itself")
+
+    def __init__(self, by_kind: Mapping[str, Sequence[Mapping[str, Any]]], itself: object = None) -> None:
+        self._by_kind = by_kind
+        self._itself = itself
+
+    @classmethod
+    def of(cls, objects: Sequence[Mapping[str, Any]]) -> RelatedIndex:
+        by_kind: dict[str, list[Mapping[str, Any]]] = {}
+        for obj in objects:
+            if isinstance(obj, Mapping) and isinstance(obj.get("kind"), str):
+                by_kind.setdefault(obj["kind"], []).append(obj)
+        return cls(by_kind)
+
+    def without(self, itself: object) -> RelatedIndex:
+        """The same index, leaving out `itself`."""
+        return RelatedIndex(self._by_kind, itself)
+
+    def of_kind(self, kind: str) -> list[Mapping[str, Any]]:
+        return [obj for obj in self._by_kind.get(kind, ()) if obj is not self._itself]
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractionContext:
     """Where the manifest is applied (`cluster`), the policy's cluster directory, and the other objects
@@ -75,13 +101,15 @@ class ExtractionContext:
 
     cluster: str
     directory: ClusterDirectory
-    related: Sequence[Mapping[str, Any]] = ()
+    related: Sequence[Mapping[str, Any]] | RelatedIndex = ()
     observations: Observations = NOTHING_OBSERVED
 
     def related_objects(self, kind: str, groups: Sequence[str]) -> list[Mapping[str, Any]]:
         """The related objects of `kind` whose API group is one of `groups`."""
+        related = self.related
+        candidates = related.of_kind(kind) if isinstance(related, RelatedIndex) else related
         out = []
-        for obj in self.related:
+        for obj in candidates:
             if not isinstance(obj, Mapping) or obj.get("kind") != kind:
                 continue
             api_version = str(obj.get("apiVersion", ""))
