@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 from policyengine.audit.errors import AuditStoreError
 from policyengine.audit.export.manifest import write_manifest
 from policyengine.audit.export.policyreport import write_policyreport
-from policyengine.audit.export.report import collect, render_html, render_pdf
 from policyengine.audit.export.tabular import Span, write_csv, write_jsonl
 from policyengine.audit.query import ExportFilter, chain_heads
 from policyengine.audit.signing import SigningKey
@@ -20,7 +19,8 @@ from policyengine.audit.store import display_url
 from policyengine.audit.verify import VerifyReport, verify
 from policyengine.reports import ReportApi, report_api
 
-FORMATS: tuple[str, ...] = ("csv", "jsonl", "html", "pdf", "policyreport", "openreports")
+# HTML and PDF are the evidence report (policyengine.evidence), written through its own path.
+FORMATS: tuple[str, ...] = ("csv", "jsonl", "policyreport", "openreports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ def export(
     `reports` chooses the API of the `policyreport` format ("policyreport" = wgpolicyk8s.io/v1alpha2,
     "openreports" = openreports.io/v1alpha1; the `openreports` format is the latter).
 
-    HTML and PDF always verify the chains (the report shows it); other formats when `verify_chains`.
+    The chains are verified (and the manifest says so) when `verify_chains`.
     The file is written to a temporary name and renamed, so a failed export leaves no partial file.
     """
     if fmt not in FORMATS:
@@ -61,13 +61,13 @@ def export(
     if reports is not None and fmt not in ("policyreport", "openreports"):
         raise AuditStoreError(f"--report-api applies to --format policyreport, not {fmt}")
     database = display_url(engine.url.render_as_string(hide_password=False))
-    do_verify = verify_chains if verify_chains is not None else fmt in ("html", "pdf")
+    do_verify = bool(verify_chains)
     heads = chain_heads(engine)
     verification = verify(engine) if do_verify else None
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        span = _write(engine, fmt, tmp, flt, database, verification, progress, api)
+        span = _write(engine, fmt, tmp, flt, progress, api)
         tmp.replace(out)
     except OSError as exc:
         raise AuditStoreError(f"cannot write {out}: {exc.strerror}; choose another --out") from exc
@@ -91,19 +91,9 @@ def _write(
     fmt: str,
     path: Path,
     flt: ExportFilter,
-    database: str,
-    verification: VerifyReport | None,
     progress: Callable[[int], None] | None,
     api: ReportApi,
 ) -> Span:
-    if fmt in ("html", "pdf"):
-        data = collect(engine, flt, database, verification)
-        html = render_html(data)
-        if fmt == "html":
-            path.write_text(html, encoding="utf-8")
-        else:
-            path.write_bytes(render_pdf(html))
-        return Span(data.rows, data.first, data.last)
     with path.open("w", encoding="utf-8", newline="") as handle:
         if fmt == "csv":
             return write_csv(engine, flt, handle, progress)
