@@ -32,10 +32,12 @@ from policyengine.cli.common import (
     EXIT_USAGE,
     EXIT_VIOLATION,
     EngineOption,
+    NamespaceOption,
     OpaTokenOption,
     OpaUrlOption,
     OutputOption,
     PoliciesOption,
+    StrictOption,
     console,
     err_console,
     fail,
@@ -123,13 +125,8 @@ def check_command(
     paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories (YAML or JSON); - reads stdin.")],
     cluster: Annotated[str, typer.Option("--cluster", help="The cluster the manifests are applied to.")],
     output: OutputOption = "text",
-    namespace: Annotated[
-        str | None,
-        typer.Option("--namespace", "-n", help="Namespace of objects that name none (as kubectl apply -n)."),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Files that hold no Kubernetes objects are errors, not notes.")
-    ] = False,
+    namespace: NamespaceOption = None,
+    strict: StrictOption = False,
     audit: Annotated[
         bool, typer.Option("--audit", help="Record every decision in the audit trail (source cli).")
     ] = False,

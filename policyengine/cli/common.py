@@ -38,6 +38,12 @@ OutputOption = Annotated[
 ]
 EngineOption = Annotated[str, typer.Option("--engine", help=f"Rego engine: {' | '.join(ENGINE_KINDS)}.")]
 OpaUrlOption = Annotated[str | None, typer.Option("--opa-url", help="OPA server URL for --engine opa.")]
+NamespaceOption = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace of objects that name none (as kubectl apply -n).")
+]
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Files that hold no Kubernetes objects are errors, not notes.")
+]
 OpaTokenOption = Annotated[
     str | None, typer.Option("--opa-token", envvar="POLICYENGINE_OPA_TOKEN", help="Bearer token for the OPA server.")
 ]

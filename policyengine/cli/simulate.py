@@ -33,10 +33,12 @@ from policyengine.cli.common import (
     EXIT_OK,
     EXIT_VIOLATION,
     EngineOption,
+    NamespaceOption,
     OpaTokenOption,
     OpaUrlOption,
     OutputOption,
     PoliciesOption,
+    StrictOption,
     console,
     fail,
     open_engine,
@@ -230,13 +232,8 @@ def simulate_command(
     ] = None,
     now: Annotated[str | None, typer.Option("--now", help="Decide the before at this time (default: now).")] = None,
     output: OutputOption = "text",
-    namespace: Annotated[
-        str | None,
-        typer.Option("--namespace", "-n", help="Namespace of objects that name none (as kubectl apply -n)."),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Files that hold no Kubernetes objects are errors, not notes.")
-    ] = False,
+    namespace: NamespaceOption = None,
+    strict: StrictOption = False,
     contexts: ContextsOption = None,
     kubeconfig: KubeconfigOption = None,
     policies: PoliciesOption = None,
