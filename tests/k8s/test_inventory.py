@@ -81,12 +81,14 @@ def test_a_dropped_watch_is_resumed_and_misses_nothing(
     seed(apiserver)
     inventory = start()
     lists = inventory.lists["ServiceImport.multicluster.x-k8s.io"]
+    # The first watch must be open before it is dropped (the sync ends with the list, the watch follows).
+    assert wait_for(lambda: apiserver.count("GET", "/serviceimports", watch=True) >= 1)
     apiserver.drop_watches()
     apiserver.put(objects.service_import("shop", "checkout", "eu-1", "us-1"))
     assert wait_for(lambda: inventory.current().clusters_of("shop/checkout") == {"eu-1", "us-1", "eu-3"})
     # Resumed from the last version seen: no second list was needed.
     assert inventory.lists["ServiceImport.multicluster.x-k8s.io"] == lists
-    assert apiserver.count("GET", "/serviceimports", watch=True) >= 2
+    assert wait_for(lambda: apiserver.count("GET", "/serviceimports", watch=True) >= 2)
 
 
 def test_an_expired_version_lists_again_and_misses_nothing(
