@@ -41,7 +41,7 @@ from policyengine.engine import make_engine  # noqa: E402
 from policyengine.k8s import kinds  # noqa: E402
 from policyengine.k8s.client import connect  # noqa: E402
 from policyengine.k8s.inventory import Inventory  # noqa: E402
-from policyengine.k8s.listing import list_all  # noqa: E402
+from policyengine.k8s.listing import list_all, list_call  # noqa: E402
 from policyengine.k8s.scan import scan_cluster  # noqa: E402
 from policyengine.policy import load_policy  # noqa: E402
 from policyengine.resources import default_policies  # noqa: E402
@@ -143,8 +143,8 @@ def bench_memory(count: int, scratch: Path) -> None:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         api = connect(scratch / "memory" / "kubeconfig").api
         watched = (kinds.NAMESPACE, kinds.SERVICE, kinds.NODE, kinds.MCS_SERVICE_IMPORT)
-        for kind in watched:  # imports and the connection pool, before anything is traced
-            list_all(api, kind, "v1alpha1" if kind.group else "v1", page_size=1)
+        for kind in watched:  # imports and the connection pool, before anything is traced (one page)
+            list_call(api, kind, "v1alpha1" if kind.group else "v1")(limit=1, _preload_content=False)
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
