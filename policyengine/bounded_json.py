@@ -93,16 +93,54 @@ def parse(body: bytes | str) -> Any:
             raise JsonRefused("not_utf8", f"the body is not UTF-8 (byte {exc.start}): send UTF-8 JSON") from None
     else:
         text = body
+    refused: list[_Refused] = []
+
+    def integer(literal: str) -> int | _Refused:
+        value = _integer(literal)
+        if type(value) is _Refused:
+            refused.append(value)
+        return value
+
+    def number(literal: str) -> float | _Refused:
+        value = _float(literal)
+        if type(value) is _Refused:
+            refused.append(value)
+        return value
+
+    def constant(name: str) -> _Refused:
+        refused.append(_constant(name))
+        return refused[-1]
+
     try:
-        value = json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=_constant)
+        value = json.loads(text, parse_int=integer, parse_float=number, parse_constant=constant)
     except json.JSONDecodeError as exc:
         raise JsonRefused("not_json", f"not JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:  # nested some 1,000 deep: find where it passed the limit without recursing
         raise JsonRefused(
             "too_deep", f"nested deeper than {MAX_DEPTH} arrays and objects", _where(_too_deep_at(text))
         ) from None
-    check(value)
+    # The full walk finds what is wrong and where. Most bodies need only the depth walk: no hook refused
+    # a number, and the text holds no `\u` escape, the only way a NUL or a lone surrogate can get into
+    # UTF-8 JSON (strict parsing refuses raw control characters; valid UTF-8 holds no surrogates).
+    if refused or not isinstance(body, bytes) or "\\u" in text or not _shallow(value):
+        check(value)
     return value
+
+
+def _shallow(root: Any) -> bool:
+    """Whether no array or object in `root` is nested deeper than MAX_DEPTH (containers only)."""
+    if type(root) is not dict and type(root) is not list:
+        return True
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        for item in value.values() if type(value) is dict else value:
+            kind = type(item)
+            if kind is dict or kind is list:
+                if depth >= MAX_DEPTH:
+                    return False
+                stack.append((item, depth + 1))
+    return True
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')

@@ -9,9 +9,11 @@ callers on any thread or loop just hand their row to whoever they think owns it.
 
 The owner takes every row waiting at that moment (up to `max_batch`) as one group and commits it
 (`ChainTail.commit`): one INSERT or COPY when the database is up, the spool otherwise. New rows queue
-while a group is in the database and form the next group. A group's commit is never cut short: if the
-committer is cancelled (its loop is shutting down) it waits for the group, then hands the tail and the
-rows still queued back home, where they are committed.
+while a group is in the database and form the next group, which is sent before the callers of the
+group just committed are woken: the database works on one group while the server answers the other's
+callers and reads their next requests (measured end to end: docs/benchmarks.md, "The audit path").
+A group's commit is never cut short: if the committer is cancelled (its loop is shutting down) it
+waits for the group, then hands the tail and the rows still queued back home, where they are committed.
 
 While the database is down, a probe (a connection of its own, bounded by the sink's timeout) runs
 beside the groups, so a frozen database never holds up the answers; once it answers, the spool is
@@ -52,6 +54,7 @@ class LoopCommitter:
         self.has_tail = self.loop.create_future()  # set once it first holds the tail
         self._blocking_ok = blocking_ok  # its own thread's loop: spool I/O may block it
         self._pending: list[Waiter] = []
+        self._durable: list[list[Waiter]] = []  # committed groups whose callers are not woken yet
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: asyncio.Task[Any] | None = None
@@ -107,12 +110,13 @@ class LoopCommitter:
         try:
             while True:
                 tail = self.tail
+                if tail is not None and self._pending:
+                    group = self._pending[: self.writer.max_batch]
+                    del self._pending[: len(group)]
+                    await self._commit(tail, group)  # wakes the previous group's callers once it is sent
+                    continue
+                self._answer()
                 if tail is not None:
-                    if self._pending:
-                        group = self._pending[: self.writer.max_batch]
-                        del self._pending[: len(group)]
-                        await self._commit(tail, group)
-                        continue
                     if self.writer.owner is not self:
                         await self._release(tail)
                         continue
@@ -150,12 +154,29 @@ class LoopCommitter:
         self._wake.clear()
 
     async def _commit(self, tail: ChainTail, group: list[Waiter]) -> None:
-        """Commit one group; cancelling the committer does not cut it short."""
-        await self._shielded(self._guarded(tail, group))
+        """Commit one group; cancelling the committer does not cut it short. The callers of the group
+        committed before are woken after this group's first step (its rows chained and sent)."""
+        task = self.loop.create_task(self._guarded(tail, group))
+        self._inflight = task
+        self.loop.call_soon(self._answer)  # runs after the task's first step, before the callers resume
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight = None
+
+    def _committed(self, group: list[Waiter]) -> None:
+        self._durable.append(group)
+
+    def _answer(self) -> None:
+        """Wake the callers of the groups committed so far."""
+        durable, self._durable = self._durable, []
+        for group in durable:
+            finish(group, None)
 
     async def _guarded(self, tail: ChainTail, group: list[Waiter]) -> None:
         try:
-            await tail.commit(group, self.offload)
+            await tail.commit(group, self.offload, self._committed)
         except asyncio.CancelledError:  # the whole loop is being torn down: the rows may have landed
             tail.uncertain = True
             finish([w for w in group if not _answered(w)], AuditStoreError("audit commit cut off by shutdown"))
@@ -236,6 +257,7 @@ class LoopCommitter:
                 await asyncio.wait({inflight})
             except asyncio.CancelledError:
                 continue  # the group must finish first: it holds the tail
+        self._answer()
         pending, self._pending = self._pending, []
         tail, self.tail = self.tail, None
         if self is self.writer.home:

@@ -142,20 +142,42 @@ class PostgresSink:
             raise fault from exc
 
     async def _bounded(self, connection: psycopg.AsyncConnection[Any], work: Any) -> Any:
-        """Await `work` for at most `timeout_s`. Past it the connection's socket is shut down rather than
-        the statement cancelled: psycopg would ask the (frozen) server to cancel it and wait for that."""
-        task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
-        if task in done:
-            return task.result()
-        self._connection = None
-        with contextlib.suppress(OSError):
-            socket.socket(fileno=os.dup(connection.pgconn.socket)).shutdown(socket.SHUT_RDWR)
-        task.add_done_callback(_consume)
-        await asyncio.wait({task}, timeout=0.5)
-        if not task.done():
-            task.cancel()
-        raise Outage(f"no answer within {self.timeout_s:g} s (a frozen or overloaded server)")
+        """Await `work` for at most `timeout_s`, watched by a timer rather than run in a task of its own
+        (awaited right here, a statement goes out in the very step that asks for it). Past the time the
+        connection's socket is shut down rather than the statement cancelled: psycopg would ask the
+        (frozen) server to cancel it and wait for that. The shut socket makes psycopg fail at once; if it
+        still has not returned half a second later, it is cancelled."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        state = {"cut": False, "cancelled": False}
+        handles: list[asyncio.TimerHandle] = []
+
+        def cancel() -> None:
+            state["cancelled"] = True
+            if task is not None:
+                task.cancel()
+
+        def cut_off() -> None:
+            state["cut"] = True
+            self._connection = None
+            with contextlib.suppress(OSError):
+                socket.socket(fileno=os.dup(connection.pgconn.socket)).shutdown(socket.SHUT_RDWR)
+            handles.append(loop.call_later(0.5, cancel))
+
+        handles.append(loop.call_later(self.timeout_s, cut_off))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not state["cancelled"] or task is None or task.uncancel() > 0:
+                raise  # cancelled by someone else (too)
+            raise Outage(f"no answer within {self.timeout_s:g} s (a frozen or overloaded server)") from None
+        except Exception as exc:
+            if state["cut"]:
+                raise Outage(f"no answer within {self.timeout_s:g} s (a frozen or overloaded server)") from exc
+            raise
+        finally:
+            for handle in handles:
+                handle.cancel()
 
     async def insert(self, rows: list[dict[str, Any]]) -> None:
         await self._run(lambda connection: write_postgres_async(connection, rows))
@@ -198,11 +220,6 @@ class PostgresSink:
         connection, self._connection = self._connection, None
         if connection is not None:
             await _close_quietly(connection)
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 async def _close_quietly(connection: psycopg.AsyncConnection[Any]) -> None:

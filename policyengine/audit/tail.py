@@ -35,6 +35,7 @@ from policyengine.audit.waiters import Waiter, finish
 log = logging.getLogger("policyengine.audit")
 
 Offload = Callable[..., Awaitable[Any]]  # runs a blocking call (spool I/O) where the owner allows it
+Answer = Callable[[list[Waiter]], None]  # wakes the callers of a group that is durable
 
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
@@ -99,8 +100,10 @@ class ChainTail:
 
     # -- committing -------------------------------------------------------------------------------------
 
-    async def commit(self, group: list[Waiter], offload: Offload) -> None:
-        """Make the group's rows durable, in the database or the spool, and answer every caller."""
+    async def commit(self, group: list[Waiter], offload: Offload, answer: Answer | None = None) -> None:
+        """Make the group's rows durable, in the database or the spool, and answer every caller: errors at
+        once, success through `answer` (default: at once; a committer may first send its next group)."""
+        done = answer or _answer_now
         if self.uncertain and not await self._settle_head():
             metrics.FAILURES.inc(len(group))
             finish(group, AuditStoreError(
@@ -109,14 +112,14 @@ class ChainTail:
             ))
             return
         if self.spooling():
-            await self._spool(group, self._chain(group), offload, maybe_sent=False)
+            await self._spool(group, self._chain(group), offload, done, maybe_sent=False)
             return
         rows = self._chain(group)
         try:
             await self.sink.insert(rows)
         except Outage as exc:
             self.database_down(str(exc))
-            await self._spool(group, rows, offload, maybe_sent=True)
+            await self._spool(group, rows, offload, done, maybe_sent=True)
             return
         except ForkedChain as exc:
             metrics.FAILURES.inc(len(group))
@@ -128,8 +131,8 @@ class ChainTail:
         except Poison as exc:
             if len(group) > 1:
                 half = len(group) // 2
-                await self.commit(group[:half], offload)
-                await self.commit(group[half:], offload)
+                await self.commit(group[:half], offload, answer)
+                await self.commit(group[half:], offload, answer)
                 return
             metrics.FAILURES.inc()
             log.error(
@@ -142,7 +145,7 @@ class ChainTail:
         self.durable = (self.seq, self.head)
         metrics.RECORDS_IN_DATABASE.inc(len(rows))
         metrics.BATCH_ROWS.observe(len(rows))
-        finish(group, None)
+        done(group)
 
     def _chain(self, group: list[Waiter]) -> list[dict[str, Any]]:
         """The group's rows linked after the head, in place (again, when a retry links them anew)."""
@@ -163,7 +166,7 @@ class ChainTail:
         self.seq, self.head = rows[-1]["seq"], rows[-1]["hash"]
 
     async def _spool(
-        self, group: list[Waiter], rows: list[dict[str, Any]], offload: Offload, *, maybe_sent: bool
+        self, group: list[Waiter], rows: list[dict[str, Any]], offload: Offload, done: Answer, *, maybe_sent: bool
     ) -> None:
         try:
             await offload(self.spool.append, rows)
@@ -176,7 +179,7 @@ class ChainTail:
         self._advance(rows)
         metrics.SPOOL_ROWS.inc(len(rows))
         metrics.RECORDS_IN_SPOOL.inc(len(rows))
-        finish(group, None)
+        done(group)
 
     async def _settle_head(self) -> bool:
         """Re-read the head: the spool's last row, else the database's (False when it cannot be read)."""
@@ -215,6 +218,10 @@ class ChainTail:
         if shipped:
             log.warning("audit spool %s: shipped %d rows to %s", self.spool.path, shipped, self.url)
         return True
+
+
+def _answer_now(group: list[Waiter]) -> None:
+    finish(group, None)
 
 
 async def ship(sink: Sink, rows: list[dict[str, Any]], quarantine_dir: Path, offload: Offload) -> None:

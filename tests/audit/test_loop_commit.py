@@ -279,3 +279,43 @@ def test_cancelled_while_the_database_is_frozen_no_caller_hangs(own_postgres: Ow
     stored = set(stored_ids(own_postgres.url))
     assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged rows missing"
     assert _verified_rows(own_postgres.url) == len(stored)
+
+
+def test_the_next_group_is_sent_before_the_last_groups_callers_resume(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that queued while a group was in the database go out as the next group before the callers
+    of the group just committed are woken, so the database works while those callers answer (the end
+    to end gain of docs/benchmarks.md, "The audit path redesign"). Without it, each group waited for
+    the previous group's callers to run first."""
+    from policyengine.audit import sinks
+
+    real_write = sinks.write_postgres_async
+    events: list[str] = []
+
+    async def logged_write(driver: object, rows: list[dict[str, object]]) -> None:
+        events.append(f"send {len(rows)}")
+        await real_write(driver, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sinks, "write_postgres_async", logged_write)
+
+    async def caller(n: int) -> None:
+        await writer.record_async(admission_record(allow(n)))
+        events.append(f"answered {n}")
+
+    async def main() -> None:
+        await writer.attach_event_loop()
+        first = asyncio.ensure_future(caller(0))
+        while not events:  # the first group (one row) is in the database
+            await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(caller(n)) for n in (1, 2, 3)]  # queue behind it
+        await asyncio.gather(first, *rest)
+        await writer.detach_event_loop()
+
+    writer = AuditWriter.open(pg_url, spool_dir=tmp_path, timeout_s=15)
+    try:
+        asyncio.run(main())
+    finally:
+        writer.close()
+    assert events[:3] == ["send 1", "send 3", "answered 0"], events
+    assert _verified_rows(pg_url) == 4
