@@ -19,6 +19,7 @@ from policyengine.decision_cache import DecisionCache, reads_only_the_date
 from policyengine.engine.base import DECISION_QUERY, Engine, EngineError
 from policyengine.policy import LoadedPolicy
 from policyengine.route import DataProfile, Endpoint, PiplVolume, Route
+from policyengine.routing.keys import coverage
 
 EXPLAIN_QUERY = "data.policyengine.explain.result"
 DEFAULT_CACHE_SIZE = 8192
@@ -125,6 +126,10 @@ class Decider:
         engine.load(modules, policy.data)
         self.cache: DecisionCache[Decision] = DecisionCache(cache_size)
         self.cache_by_date = reads_only_the_date(modules)
+        # The bundled rules never read `input.route.via` (the object and path that made the route), so
+        # routes that differ only there share an answer (`check` over many objects naming the same
+        # services); when a custom module reads more than the routing keys cover, `via` stays in the key.
+        self.cache_by_via = not coverage(modules).keyed
         self._endpoints: dict[Endpoint, str] = {}
         self._ends: dict[tuple[str, str | None, DataProfile | None], Endpoint] = {}
         self._json_of_memoized: dict[int, str] = {}  # id() of an Endpoint held in _ends -> its JSON
@@ -167,7 +172,8 @@ class Decider:
         moment = rfc3339(now or datetime.now(UTC))
         payload = f'{{"route":{route_json},"opt_out":{opt_out},"time":"{moment}"}}'
         digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
-        key = (route_json, opt_out, moment[:10] if self.cache_by_date else moment)
+        judged = route_json if self.cache_by_via else self._route_json(route, via=False)
+        key = (judged, opt_out, moment[:10] if self.cache_by_date else moment)
         known = self.cache.get(key)
         if known is None:
             try:
@@ -195,10 +201,11 @@ class Decider:
         payload = f'{{"route":{self._route_json(route)},"opt_out":{opt_out},"time":"{moment}"}}'
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
-    def _route_json(self, route: Route) -> str:
+    def _route_json(self, route: Route, *, via: bool = True) -> str:
+        shown = f'"via":{_string(route.via)},' if via else ""
         return (
             f'{{"service":{_string(route.service)},"namespace":{_string(route.namespace)},'
-            f'"via":{_string(route.via)},"source":{self._endpoint_json(route.source)},'
+            f'{shown}"source":{self._endpoint_json(route.source)},'
             f'"destination":{self._endpoint_json(route.destination)}}}'
         )
 

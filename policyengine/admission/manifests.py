@@ -190,10 +190,16 @@ def _not_kubernetes(documents: list[tuple[int, Any]], text: str) -> str | None:
     return "no document has apiVersion and kind: not a Kubernetes object"
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): the same documents, marks and errors,
+# about ten times faster than the pure-Python one (`check` over 10,000 objects spent an eighth of its
+# time there).
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(text: str) -> tuple[list[tuple[int, Any]], tuple[str, int | None, int] | None]:
     """(line, body) of every document, and the YAML error (message, line, document index) if any."""
     documents: list[tuple[int, Any]] = []
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         while loader.check_node():
             node = loader.get_node()

@@ -4,8 +4,10 @@ entry point agreeing with the regorus interpreter, decision ids and digests."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from scenarios import load_scenarios
@@ -14,7 +16,8 @@ from policyengine.decide import DECISION_QUERY, Decider, route_input
 from policyengine.decision import Enforcement, Outcome
 from policyengine.engine import EngineError
 from policyengine.engine.regorus import RegorusEngine
-from policyengine.policy import LoadedPolicy
+from policyengine.policy import LoadedPolicy, load_policy
+from policyengine.resources import default_policies
 from policyengine.route import DataProfile, Route
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -157,6 +160,55 @@ def test_a_route_decided_again_comes_from_the_cache_with_its_own_id(policy: Load
     next_day = decider.decide(route, now=datetime(2026, 9, 1, tzinfo=UTC))  # before the SCC expired
     assert decider.cache.misses == 2
     assert next_day.outcome is Outcome.ALLOW and first.outcome is Outcome.REWRITE
+
+
+VIA_FREEZE = """package policyengine
+
+# Routes made by a frozen object may not be created (reads `via`, which the routing keys do not cover).
+regime_violations contains v if {
+	startswith(input.route.via, "frozen ")
+	v := {
+		"regime": "RESIDENCY",
+		"rule": "frozen-object",
+		"article": "acme change freeze",
+		"message": sprintf("%s is frozen", [input.route.via]),
+		"remedy": "wait for the freeze to end",
+		"cluster": input.route.destination.cluster,
+		"enforcement": "deny",
+	}
+}
+"""
+
+
+def test_routes_that_differ_only_in_via_share_an_answer_unless_a_module_reads_it(
+    policy: LoadedPolicy, tmp_path: Path
+) -> None:
+    """`check` over many objects naming the same services: one evaluation, not one per object, since
+    the bundled rules never read `via`. A custom module that does keeps `via` in the key (exact)."""
+    decider = Decider(policy, RegorusEngine())
+    assert not decider.cache_by_via
+
+    def route(d: Decider, via: str) -> Route:
+        data = d.policy.classify("shop", "checkout")
+        return Route("shop/checkout", d.endpoint("eu-1"), d.endpoint("us-1", "shop/checkout", data), via=via)
+
+    first = decider.decide(route(decider, "HTTPRoute shop/a-1 spec.rules[0]"), now=NOW)
+    second = decider.decide(route(decider, "frozen HTTPRoute shop/a-2"), now=NOW)
+    assert decider.cache.misses == 1 and decider.cache.hits == 1
+    assert (second.outcome, second.violations) == (first.outcome, first.violations)
+    assert second.input_digest != first.input_digest  # the digest still covers the whole input
+
+    repo = tmp_path / "policies"
+    shutil.copytree(default_policies(), repo)
+    (repo / "rego").mkdir(exist_ok=True)
+    (repo / "rego" / "via_freeze.rego").write_text(VIA_FREEZE)
+    strict = Decider(load_policy(repo), RegorusEngine())
+    assert strict.cache_by_via
+    plain = strict.decide(route(strict, "HTTPRoute shop/a-1 spec.rules[0]"), now=NOW)
+    frozen = strict.decide(route(strict, "frozen HTTPRoute shop/a-2"), now=NOW)
+    assert strict.cache.misses == 2
+    assert not any(v.rule == "frozen-object" for v in plain.violations)
+    assert any(v.rule == "frozen-object" for v in frozen.violations)
 
 
 def test_cache_keys_on_the_full_time_when_a_module_reads_it(policy: LoadedPolicy) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from policyengine.admission.extract.shape import namespace_of
 from policyengine.observed import NOTHING_OBSERVED, Observations
 
 JsonPatch = list[dict[str, Any]]
@@ -66,14 +67,34 @@ class ClusterDirectory(Protocol):
 
 
 class RelatedIndex:
-    """The objects applied together, by kind, built once for all of them (`check` over 10,000 objects
-    would otherwise scan every object for each one); `of_kind` leaves out the object being decided."""
+    """The objects applied together, by kind and by kind and namespace (and name), built once for all of
+    them (`check` over 10,000 objects would otherwise scan every object of a kind for each one); lookups
+    leave out the object being decided."""
 
-    __slots__ = ("_by_kind", "_itself")
+    __slots__ = ("_by_kind", "_by_name", "_by_namespace", "_itself")
 
-    def __init__(self, by_kind: Mapping[str, Sequence[Mapping[str, Any]]], itself: object = None) -> None:
+    def __init__(
+        self,
+        by_kind: Mapping[str, Sequence[Mapping[str, Any]]],
+        itself: object = None,
+        by_namespace: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]] | None = None,
+        by_name: Mapping[tuple[str, str, str], Sequence[Mapping[str, Any]]] | None = None,
+    ) -> None:
         self._by_kind = by_kind
         self._itself = itself
+        if by_namespace is None or by_name is None:
+            in_namespace: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+            named: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+            for kind, objects in by_kind.items():
+                for obj in objects:
+                    namespace = namespace_of(obj)
+                    in_namespace.setdefault((kind, namespace), []).append(obj)
+                    name = _name(obj)
+                    if name is not None:
+                        named.setdefault((kind, namespace, name), []).append(obj)
+            by_namespace, by_name = in_namespace, named
+        self._by_namespace = by_namespace
+        self._by_name = by_name
 
     @classmethod
     def of(cls, objects: Sequence[Mapping[str, Any]]) -> RelatedIndex:
@@ -85,10 +106,23 @@ class RelatedIndex:
 
     def without(self, itself: object) -> RelatedIndex:
         """The same index, leaving out `itself`."""
-        return RelatedIndex(self._by_kind, itself)
+        return RelatedIndex(self._by_kind, itself, self._by_namespace, self._by_name)
 
-    def of_kind(self, kind: str) -> list[Mapping[str, Any]]:
-        return [obj for obj in self._by_kind.get(kind, ()) if obj is not self._itself]
+    def of_kind(self, kind: str, namespace: str | None = None, name: str | None = None) -> list[Mapping[str, Any]]:
+        """The objects of `kind` (in `namespace`, named `name`, when given)."""
+        if namespace is None:
+            found: Sequence[Mapping[str, Any]] = self._by_kind.get(kind, ())
+        elif name is None:
+            found = self._by_namespace.get((kind, namespace), ())
+        else:
+            found = self._by_name.get((kind, namespace, name), ())
+        return [obj for obj in found if obj is not self._itself]
+
+
+def _name(obj: Mapping[str, Any]) -> str | None:
+    meta = obj.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +138,20 @@ class ExtractionContext:
     related: Sequence[Mapping[str, Any]] | RelatedIndex = ()
     observations: Observations = NOTHING_OBSERVED
 
-    def related_objects(self, kind: str, groups: Sequence[str]) -> list[Mapping[str, Any]]:
-        """The related objects of `kind` whose API group is one of `groups`."""
+    def related_objects(
+        self, kind: str, groups: Sequence[str], namespace: str | None = None, name: str | None = None
+    ) -> list[Mapping[str, Any]]:
+        """The related objects of `kind` whose API group is one of `groups` (in `namespace`, named `name`,
+        when given: an index lookup, not a scan, for the objects of `check`)."""
         related = self.related
-        candidates = related.of_kind(kind) if isinstance(related, RelatedIndex) else related
+        candidates = related.of_kind(kind, namespace, name) if isinstance(related, RelatedIndex) else related
         out = []
         for obj in candidates:
             if not isinstance(obj, Mapping) or obj.get("kind") != kind:
+                continue
+            if namespace is not None and namespace_of(obj) != namespace:
+                continue
+            if name is not None and _name(obj) != name:
                 continue
             api_version = str(obj.get("apiVersion", ""))
             group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""

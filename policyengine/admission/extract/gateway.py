@@ -174,9 +174,9 @@ def _port(ctx: ExtractionContext, ref: BackendRef, target: BackendTarget) -> int
     port = ref.ref.get("port")
     if type(port) is int and 1 <= port <= 65535:
         return port
-    imports = ctx.related_objects("ServiceImport", [g for g in IMPORT_GROUPS if g])
+    imports = ctx.related_objects("ServiceImport", [g for g in IMPORT_GROUPS if g], ref.namespace, ref.name)
     return _single_port(imports, ref.name, ref.namespace) or _single_port(
-        ctx.related_objects("Service", [""]), target.local_name, ref.namespace
+        ctx.related_objects("Service", [""], ref.namespace, target.local_name), target.local_name, ref.namespace
     )
 
 
@@ -185,7 +185,7 @@ def granted(ctx: ExtractionContext, manifest: Mapping[str, Any], namespace: str,
     route_group = group_of(manifest)
     route_kind = str(manifest.get("kind", ""))
     route_namespace = namespace_of(manifest)
-    for grant in ctx.related_objects("ReferenceGrant", _GRANT_GROUPS):
+    for grant in ctx.related_objects("ReferenceGrant", _GRANT_GROUPS, namespace):
         if namespace_of(grant) != namespace:
             continue
         spec = grant.get("spec")

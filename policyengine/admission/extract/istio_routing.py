@@ -217,14 +217,14 @@ def workload_services(manifest: Mapping[str, Any], ctx: ExtractionContext) -> li
     labels = optional_map(manifest, spec.get("labels"), "spec.labels") or metadata_map(manifest, "labels")
     namespace = namespace_of(manifest)
     services: list[str] = []
-    for entry in ctx.related_objects("ServiceEntry", [GROUP]):
+    for entry in ctx.related_objects("ServiceEntry", [GROUP], namespace):
         entry_spec = entry.get("spec")
         if namespace_of(entry) == namespace and isinstance(entry_spec, Mapping):
             selector = entry_spec.get("workloadSelector")
             if isinstance(selector, Mapping) and _selects(selector.get("labels"), labels):
                 hosts = [h for h in entry_spec.get("hosts") or [] if isinstance(h, str)]
                 services.extend(service_for_host(entry, ctx, h) for h in hosts)
-    for svc in ctx.related_objects("Service", [""]):
+    for svc in ctx.related_objects("Service", [""], namespace):
         svc_spec = svc.get("spec")
         if (
             namespace_of(svc) == namespace

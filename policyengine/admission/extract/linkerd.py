@@ -83,7 +83,7 @@ def _mirror_of(ctx: ExtractionContext, name: str, namespace: str) -> tuple[str, 
     decides: only one labelled `mirror.linkerd.io/mirrored-service` is a mirror, and its
     `mirror.linkerd.io/cluster-name` label names the cluster.
     """
-    for svc in ctx.related_objects("Service", [""]):
+    for svc in ctx.related_objects("Service", [""], namespace, name):
         meta = svc.get("metadata")
         if not isinstance(meta, Mapping) or meta.get("name") != name or namespace_of(svc) != namespace:
             continue

@@ -118,7 +118,7 @@ def same_name_import(
     ctx: ExtractionContext, groups: Sequence[str], name: str, namespace: str
 ) -> Mapping[str, Any] | None:
     """The ServiceImport `namespace/name` of one of `groups` among the objects applied together."""
-    for obj in ctx.related_objects("ServiceImport", groups):
+    for obj in ctx.related_objects("ServiceImport", groups, namespace, name):
         meta = obj.get("metadata")
         if isinstance(meta, Mapping) and meta.get("name") == name and namespace_of(obj) == namespace:
             return obj
