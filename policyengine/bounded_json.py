@@ -122,14 +122,15 @@ def parse(body: bytes | str) -> Any:
     # The full walk finds what is wrong and where. Most bodies need only the depth walk: no hook refused
     # a number, and the text holds no `\u` escape, the only way a NUL or a lone surrogate can get into
     # UTF-8 JSON (strict parsing refuses raw control characters; valid UTF-8 holds no surrogates).
-    if refused or not isinstance(body, bytes) or "\\u" in text or not _shallow(value):
+    # A text with at most MAX_DEPTH brackets cannot nest deeper (most requests): no walk at all.
+    if refused or not isinstance(body, bytes) or "\\u" in text or not _shallow(value, text):
         check(value)
     return value
 
 
-def _shallow(root: Any) -> bool:
-    """Whether no array or object in `root` is nested deeper than MAX_DEPTH (containers only)."""
-    if type(root) is not dict and type(root) is not list:
+def _shallow(root: Any, text: str) -> bool:
+    """Whether no array or object in `root` (parsed from `text`) is nested deeper than MAX_DEPTH."""
+    if (type(root) is not dict and type(root) is not list) or text.count("[") + text.count("{") <= MAX_DEPTH:
         return True
     stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:

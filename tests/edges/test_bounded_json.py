@@ -76,3 +76,48 @@ def test_a_refused_float_is_never_returned_as_infinity() -> None:
     with pytest.raises(JsonRefused):
         parse(b"[1e400]")
     assert math.isfinite(parse(b"[1e308]")[0])
+
+
+def _full_walk(body: bytes) -> tuple[str, str] | Any:
+    """What `parse` answers when it always walks everything (`check`): the reference for its shortcuts."""
+    from policyengine import bounded_json as bj
+
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(text, parse_int=bj._integer, parse_float=bj._float, parse_constant=bj._constant)
+        bj.check(value)
+    except UnicodeDecodeError:
+        return ("not_utf8", "(body)")
+    except json.JSONDecodeError:
+        return ("not_json", "(body)")
+    except RecursionError:
+        return ("too_deep", "")
+    except JsonRefused as refused:
+        return (refused.reason, refused.where)
+    return value
+
+
+def _nested(depth: int, leaf: str) -> str:
+    return "".join('{"k":[' for _ in range(depth // 2)) + leaf + "".join("]}" for _ in range(depth // 2))
+
+
+@seed(20261202)
+@settings(max_examples=400, database=None)
+@given(
+    st.integers(min_value=0, max_value=140),
+    st.sampled_from(['"x"', '"\\u0000"', '"\\ud800"', "1" * 25, "1e999", "NaN", "[]", '"\\u00e9"', "12"]),
+)
+def test_the_shortcuts_answer_as_the_full_walk_does(depth: int, leaf: str) -> None:
+    """`parse` skips the walk of strings when the text has no `\\u` escape and no hook refused a number,
+    and the depth walk when the text has few brackets; at every depth and with each kind of bad leaf it
+    answers exactly what walking everything answers."""
+    body = _nested(depth, leaf).encode()
+    expected = _full_walk(body)
+    try:
+        got: Any = parse(body)
+    except JsonRefused as refused:
+        got = (refused.reason, refused.where)
+    if expected == ("too_deep", ""):  # too deep for the recursive parser: only the reason is compared
+        assert got[0] == "too_deep"
+    else:
+        assert got == expected
