@@ -167,13 +167,17 @@ class Decider:
         it still gets its own decision_id, digest and latency.
         """
         started = time.perf_counter()
-        route_json = self._route_json(route)
+        source, destination = self._endpoint_json(route.source), self._endpoint_json(route.destination)
+        route_json = (
+            f'{{"service":{_string(route.service)},"namespace":{_string(route.namespace)},'
+            f'"via":{_string(route.via)},"source":{source},"destination":{destination}}}'
+        )
         opt_out = "true" if route.opt_out else "false"
         moment = rfc3339(now or datetime.now(UTC))
         payload = f'{{"route":{route_json},"opt_out":{opt_out},"time":"{moment}"}}'
         digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
-        judged = route_json if self.cache_by_via else self._route_json(route, via=False)
-        key = (judged, opt_out, moment[:10] if self.cache_by_date else moment)
+        day = moment[:10] if self.cache_by_date else moment
+        key = (route_json, opt_out, day) if self.cache_by_via else (route.service, source, destination, opt_out, day)
         known = self.cache.get(key)
         if known is None:
             try:
@@ -201,11 +205,10 @@ class Decider:
         payload = f'{{"route":{self._route_json(route)},"opt_out":{opt_out},"time":"{moment}"}}'
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
-    def _route_json(self, route: Route, *, via: bool = True) -> str:
-        shown = f'"via":{_string(route.via)},' if via else ""
+    def _route_json(self, route: Route) -> str:
         return (
             f'{{"service":{_string(route.service)},"namespace":{_string(route.namespace)},'
-            f'{shown}"source":{self._endpoint_json(route.source)},'
+            f'"via":{_string(route.via)},"source":{self._endpoint_json(route.source)},'
             f'"destination":{self._endpoint_json(route.destination)}}}'
         )
 
