@@ -133,6 +133,8 @@ def stored_text(value: str) -> str:
 
 def text_value(value: object) -> str:
     """The stored text of a plain text column (a non-string is written as its `str()`)."""
+    if type(value) is str and value.isascii() and "\x00" not in value:  # most values: as they are
+        return value
     return stored_text(value if type(value) is str else str(value))
 
 
