@@ -9,17 +9,18 @@ package policyengine.ccpa
 
 regime := data.policyengine.lib.policy.regimes.CCPA
 
-# Static facts per cluster: `own` (run by the business), `role` and `contract_until` of its entity.
-facts := data.policyengine.lib.index.regimes.CCPA
+# Static facts as sets (`index.sets`): `own` (clusters the business runs), `roles` (by the CCPA role of
+# the cluster's entity) and `contract` (by the expiry of the entity's contract).
+sets := data.policyengine.lib.sets("CCPA")
 
 roles := {"service_provider", "contractor", "third_party"}
 
 opted_out if input.opt_out == true
 
-own := {c | some c, f in facts; f.own}
+own := data.policyengine.lib.members("CCPA", "own")
 
 # A contract on record: the entity's own (unexpired) or a transfer for this service and destination.
-contracted := {c | some c, f in facts; f.contract_until >= data.policyengine.lib.today} | data.policyengine.lib.covered(regime.mechanisms)
+contracted := data.policyengine.lib.valid_today(object.get(sets, "contract", {})) | data.policyengine.lib.covered(regime.mechanisms)
 
 transfer_roles := {"ccpa_service_provider": "service_provider", "ccpa_contractor": "contractor", "ccpa_third_party": "third_party"}
 
@@ -38,14 +39,15 @@ else := "contractor" if "contractor" in rs
 
 else := "service_provider"
 
-role_of := object.union(
-	{c: f.role | some c, f in facts; f.role != null},
-	{c: strictest(rs) | some c, rs in recorded_roles},
-)
+recorded := object.keys(recorded_roles)
 
-sold_after_opt_out := {c | opted_out; some c, r in role_of; r == "third_party"}
+entity_role(r) := object.keys(object.get(object.get(sets, "roles", {}), r, {}))
 
-recipients := {c | some c, r in role_of; r in roles}
+sold_after_opt_out := (entity_role("third_party") - recorded) | {c | some c, rs in recorded_roles; strictest(rs) == "third_party"} if opted_out
+
+else := set()
+
+recipients := union({entity_role(r) | some r in roles}) | recorded
 
 permitted := own | ((recipients & contracted) - sold_after_opt_out)
 

@@ -28,8 +28,9 @@ test_service_provider_contract_expired if {
 test_recipient_without_role_denied if {
 	# shop/ledger has no transfer on record (OPA merges a `with` over data objects, so the test uses a
 	# service without records instead of blanking the transfers).
-	d := data.policyengine.decision with input as t.route("shop/ledger", "us-ca-1", t.none, "partner-1", t.ccpa)
-		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
+	d := data.policyengine.decision with input as t.route("shop/ledger", "us-ca-1", t.none, "vendor-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["vendor-1"] as t.facts_abroad
+		with data.policyengine.policy.clusters["vendor-1"] as t.vendor_cluster
 	t.rules(d) == {"ccpa-recipient-contract"}
 }
 
@@ -62,17 +63,19 @@ test_unregulated_data_may_go_to_third_party if {
 }
 
 test_recorded_transfer_is_the_role_of_an_entity_without_one if {
-	# partner-1's entity has no CCPA role; a ccpa_service_provider transfer for this service records one.
-	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "partner-1", t.ccpa)
-		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
-		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2027-06-30", ["partner-1"])]}
+	# vendor-1's entity has no CCPA role; a ccpa_service_provider transfer for this service records one.
+	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "vendor-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["vendor-1"] as t.facts_abroad
+		with data.policyengine.policy.clusters["vendor-1"] as t.vendor_cluster
+		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2027-06-30", ["vendor-1"])]}
 	d.allowed
 }
 
 test_recorded_transfer_counts_only_for_its_service if {
-	d := data.policyengine.decision with input as t.route("shop/ledger", "us-ca-1", t.none, "partner-1", t.ccpa)
-		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
-		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2027-06-30", ["partner-1"])]}
+	d := data.policyengine.decision with input as t.route("shop/ledger", "us-ca-1", t.none, "vendor-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["vendor-1"] as t.facts_abroad
+		with data.policyengine.policy.clusters["vendor-1"] as t.vendor_cluster
+		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2027-06-30", ["vendor-1"])]}
 	t.rules(d) == {"ccpa-recipient-contract"}
 }
 
@@ -90,8 +93,9 @@ test_recorded_third_party_role_is_refused_after_opt_out if {
 }
 
 test_expired_recorded_transfer_is_no_role if {
-	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "partner-1", t.ccpa)
-		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
-		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2026-01-31", ["partner-1"])]}
+	d := data.policyengine.decision with input as t.route("shop/billing", "us-ca-1", t.none, "vendor-1", t.ccpa)
+		with data.policyengine.policy.index.regimes.CCPA["vendor-1"] as t.facts_abroad
+		with data.policyengine.policy.clusters["vendor-1"] as t.vendor_cluster
+		with data.policyengine.policy.index.transfers as {"shop/billing": [t.transfer("sp-1", "ccpa_service_provider", "2026-01-31", ["vendor-1"])]}
 	t.rules(d) == {"ccpa-recipient-contract"}
 }

@@ -21,7 +21,7 @@ permitted_set("CCPA") := data.policyengine.ccpa.permitted
 
 permitted_set(r) := s if {
 	not r in builtin_regimes
-	s := {c | some c, f in object.get(data.policyengine.lib.index.regimes, r, {}); f.home} | data.policyengine.lib.covered(data.policyengine.lib.policy.regimes[r].mechanisms)
+	s := data.policyengine.lib.members(r, "home") | data.policyengine.lib.covered(data.policyengine.lib.policy.regimes[r].mechanisms)
 }
 
 # Why each refused end is refused, by regime: {regime: {cluster: problem}}, only for the route's regimes.

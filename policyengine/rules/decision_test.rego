@@ -49,9 +49,10 @@ test_enforcement_dryrun_in_sandbox if {
 }
 
 test_enforcement_warn_for_ccpa_in_analytics if {
-	d := data.policyengine.decision with input as t.route("analytics/events", "us-ca-1", t.none, "partner-1", t.ccpa)
+	d := data.policyengine.decision with input as t.route("analytics/events", "us-ca-1", t.none, "vendor-1", t.ccpa)
 		with data.policyengine.policy.index.transfers as {}
-		with data.policyengine.policy.index.regimes.CCPA["partner-1"] as t.facts_abroad
+		with data.policyengine.policy.index.regimes.CCPA["vendor-1"] as t.facts_abroad
+		with data.policyengine.policy.clusters["vendor-1"] as t.vendor_cluster
 	d.enforcement == "warn"
 }
 

@@ -9,8 +9,9 @@ regime := data.policyengine.lib.policy.regimes.GDPR
 facts := data.policyengine.lib.index.regimes.GDPR
 
 # The static facts in the index: `home` (in the EEA), `adequate_until` (the adequacy decision's expiry
-# when its condition is met by the cluster's entity, "" otherwise), `unmet_condition`.
-permitted := {c | some c, f in facts; f.home} | {c | some c, f in facts; f.adequate_until >= data.policyengine.lib.today} | data.policyengine.lib.covered(regime.mechanisms)
+# when its condition is met by the cluster's entity, "" otherwise), `unmet_condition`; the first two
+# also as sets (`index.sets`: the home clusters, the adequate ones by expiry).
+permitted := data.policyengine.lib.members("GDPR", "home") | data.policyengine.lib.valid_today(data.policyengine.lib.sets("GDPR").adequate) | data.policyengine.lib.covered(regime.mechanisms)
 
 condition_text := {
 	"dpf_certified": "covers only recipients certified under the EU-US Data Privacy Framework",

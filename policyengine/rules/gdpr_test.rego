@@ -40,8 +40,9 @@ test_us_dpf_certified_partner_allowed if {
 }
 
 test_us_partner_without_dpf_denied if {
-	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "partner-1", t.gdpr)
-		with data.policyengine.policy.index.regimes.GDPR["partner-1"] as t.facts_not_adequate("dpf_certified")
+	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "vendor-1", t.gdpr)
+		with data.policyengine.policy.index.regimes.GDPR["vendor-1"] as t.facts_not_adequate("dpf_certified")
+		with data.policyengine.policy.clusters["vendor-1"] as t.vendor_cluster
 	not d.allowed
 	t.rules(d) == {"gdpr-adequacy-condition"}
 }
@@ -120,6 +121,7 @@ test_uk_adequate_until_expiry if {
 	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "uk-1", t.gdpr)
 		with data.policyengine.policy.clusters["uk-1"] as {"name": "uk-1", "region": "aws/eu-west-2", "jurisdiction": "GB", "in": ["GB"], "entity": "acme"}
 		with data.policyengine.policy.index.regimes.GDPR["uk-1"] as t.facts_adequate("2031-12-27")
+		with data.policyengine.policy.index.sets.regimes.GDPR.adequate["2031-12-27"]["uk-1"] as true
 	d.allowed
 }
 
@@ -127,6 +129,7 @@ test_uk_adequacy_expired_after_2031 if {
 	d := data.policyengine.decision with input as t.at("shop/checkout", "eu-1", t.none, "uk-1", t.gdpr, "2032-01-01T00:00:00Z")
 		with data.policyengine.policy.clusters["uk-1"] as {"name": "uk-1", "region": "aws/eu-west-2", "jurisdiction": "GB", "in": ["GB"], "entity": "acme"}
 		with data.policyengine.policy.index.regimes.GDPR["uk-1"] as t.facts_adequate("2031-12-27")
+		with data.policyengine.policy.index.sets.regimes.GDPR.adequate["2031-12-27"]["uk-1"] as true
 	not d.allowed
 }
 
@@ -134,6 +137,7 @@ test_canada_adequate_for_commercial_org if {
 	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "ca-1", t.gdpr)
 		with data.policyengine.policy.clusters["ca-1"] as {"name": "ca-1", "region": "aws/ca-central-1", "jurisdiction": "CA", "in": ["CA"], "entity": "acme"}
 		with data.policyengine.policy.index.regimes.GDPR["ca-1"] as t.facts_adequate("9999-12-31")
+		with data.policyengine.policy.index.sets.regimes.GDPR.adequate["9999-12-31"]["ca-1"] as true
 	d.allowed
 }
 
@@ -148,6 +152,7 @@ test_japan_adequate_without_condition if {
 	d := data.policyengine.decision with input as t.route("shop/checkout", "eu-1", t.none, "jp-1", t.gdpr)
 		with data.policyengine.policy.clusters["jp-1"] as {"name": "jp-1", "region": "aws/ap-northeast-1", "jurisdiction": "JP", "in": ["JP"], "entity": "acme"}
 		with data.policyengine.policy.index.regimes.GDPR["jp-1"] as t.facts_adequate("9999-12-31")
+		with data.policyengine.policy.index.sets.regimes.GDPR.adequate["9999-12-31"]["jp-1"] as true
 	d.allowed
 }
 

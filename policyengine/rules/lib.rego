@@ -23,7 +23,16 @@ ends := {route.source.cluster, route.destination.cluster}
 
 known_ends := {c | some c in ends; policy.clusters[c]}
 
-all_clusters := {c | some c in index.clusters}
+all_clusters := object.keys(index.sets.clusters)
+
+# A regime's static facts as sets ({cluster: true}, policyengine/policy/index.py): taken whole with
+# object.keys, never by a comprehension over every cluster.
+sets(regime) := object.get(index.sets.regimes, regime, {})
+
+members(regime, name) := object.keys(object.get(sets(regime), name, {}))
+
+# The clusters of dated groups ({until: {cluster: true}}) still valid on the decision date.
+valid_today(groups) := union({object.keys(cs) | some until, cs in groups; until >= today})
 
 # "eu-1 (aws/eu-central-1, DE)" for each end; an unknown cluster is named as such.
 known_text := {c: sprintf("%s (%s, %s)", [c, cl.region, cl.jurisdiction]) | some c in known_ends; cl := policy.clusters[c]}

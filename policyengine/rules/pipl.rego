@@ -66,9 +66,7 @@ else := "exempt"
 
 accepted := {"assessment": {"cac_assessment"}, "contract": {"pipl_standard_contract", "pipl_certification", "cac_assessment"}}
 
-facts := data.policyengine.lib.index.regimes.PIPL
-
-home := {c | some c, f in facts; f.home}
+home := data.policyengine.lib.members("PIPL", "home")
 
 permitted := data.policyengine.lib.all_clusters if tier == "exempt"
 

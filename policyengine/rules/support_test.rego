@@ -46,3 +46,9 @@ transfer(id, type, expires, clusters) := {"id": id, "type": type, "expires": exp
 	expires != null
 	until := expires
 } else := {"id": id, "type": type, "expires": expires, "until": "9999-12-31", "clusters": clusters}
+
+# A cluster a test adds: run in the US by an entity the repo records nothing for (no CCPA role, no
+# contract, no DPF certification); give it index facts with `facts_abroad` and the like. The index's
+# sets (index.sets) do not list it, and a `with` cannot take a cluster out of them: OPA merges a `with`
+# value over the data object it replaces when a rule reads it, so tests add clusters, never remove them.
+vendor_cluster := {"name": "vendor-1", "region": "aws/us-east-1", "jurisdiction": "US", "in": ["US"], "entity": "vendor"}
