@@ -223,3 +223,24 @@ def test_a_missing_library_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(DEFAULT_REPO, today=TODAY, bundled_rego=tmp_path / "nowhere")
     assert "the Rego rule library is missing" in str(caught.value)
+
+
+def test_the_index_sets_hold_the_same_facts_as_the_per_cluster_index() -> None:
+    """`index.sets` (what the rules read) and `index.regimes` (what explain and the evidence read) are two
+    views of one computation; they must name the same clusters for every fact."""
+    index = load_policy(DEFAULT_REPO, today=TODAY).data["index"]
+    assert set(index["sets"]["clusters"]) == set(index["clusters"])
+    assert set(index["sets"]["regimes"]) == set(index["regimes"])
+    for regime, facts in index["regimes"].items():
+        sets = index["sets"]["regimes"][regime]
+        for name, fact in facts.items():
+            assert (name in sets["home"]) is fact["home"], (regime, name)
+            assert (name in sets["own"]) is fact["own"], (regime, name)
+            adequate = [until for until, members in sets["adequate"].items() if name in members]
+            assert adequate == ([fact["adequate_until"]] if fact["adequate_until"] else []), (regime, name)
+            contract = [until for until, members in sets["contract"].items() if name in members]
+            assert contract == ([fact["contract_until"]] if fact["contract_until"] else []), (regime, name)
+            roles = [role for role, members in sets["roles"].items() if name in members]
+            assert roles == ([fact["role"]] if fact["role"] is not None else []), (regime, name)
+    assert index["sets"]["regimes"]["GDPR"]["adequate"], "the example has adequate clusters to check"
+    assert index["sets"]["regimes"]["CCPA"]["roles"], "the example has CCPA roles to check"

@@ -292,8 +292,10 @@ def test_a_reload_evaluates_only_the_keys_it_touches(repo: Path, tmp_path: Path)
 
 
 def test_routes_over_a_hundred_clusters_are_decided_not_refused_by_the_engine(tmp_path: Path) -> None:
-    """regorus's compiled VM stops at 25,000 instructions, which some routes over 100 clusters exceed;
-    such a route was refused as undecidable (engine-error) until the engine fell back to its interpreter."""
+    """regorus's compiled VM stops at 25,000 instructions, which some routes over 100 clusters exceeded
+    while the rules ranged over every cluster's facts; such a route was refused as undecidable
+    (engine-error) until the engine fell back to its interpreter (tests/rules/test_decide.py), and the
+    rules now read the index's sets."""
     repo = write_repo(tmp_path / "policies", POLICIES, services=100, clusters=100)
     policy = load_policy(repo)
     table = DecisionTable.build(policy, Decider(policy, make_engine("regorus")), "eu-1")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import regorus
 from scenarios import load_scenarios
 
 from policyengine.decide import DECISION_QUERY, Decider, route_input
@@ -261,3 +262,26 @@ def test_decision_ids_are_version_4_uuids_as_the_uuid_module_writes_them() -> No
             assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
     finally:
         random.setstate(state)  # other tests' ids stay unpredictable
+
+
+# A decision entry point that takes more than the RVM's 25,000 instructions: a comprehension over
+# 20,000 numbers (the bundled rules stay far below it since they read the index's sets).
+_LONG_DECISION = """package policyengine
+
+decision := {"allowed": count([x | some x in numbers.range(1, 20000); x % 7 == 0]) == 2857, "violations": []}
+"""
+
+
+def test_an_entry_point_over_the_vms_instruction_budget_is_evaluated_by_the_interpreter() -> None:
+    """regorus's compiled VM stops at a fixed instruction budget; the engine then evaluates the same
+    query with its interpreter instead of failing (a custom module may go that far)."""
+    program = regorus.Program.compile_from_modules("{}", [("long.rego", _LONG_DECISION)], [DECISION_QUERY])
+    vm = regorus.Rvm()
+    vm.load_program(program)
+    vm.set_data_json("{}")
+    vm.set_input_json("{}")
+    with pytest.raises(BaseException, match="instruction limit"):  # the VM alone cannot
+        vm.execute_entry_point(DECISION_QUERY)
+    engine = RegorusEngine()
+    engine.load({"long.rego": _LONG_DECISION}, {})
+    assert engine.evaluate(DECISION_QUERY, "{}") == {"allowed": True, "violations": []}
