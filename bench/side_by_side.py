@@ -102,7 +102,7 @@ def wrk(port: int, endpoint: str, seconds: float, connections: int, scratch: Pat
         )
         args = ["-s", str(script), f"https://127.0.0.1:{port}/{endpoint}"]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *args], capture_output=True, text=True, check=True
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", *args], capture_output=True, text=True, check=True
     ).stdout
     if "Non-2xx" in out and endpoint != "authz":
         raise SystemExit(out)

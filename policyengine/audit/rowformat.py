@@ -138,8 +138,23 @@ def text_value(value: object) -> str:
     return stored_text(value if type(value) is str else str(value))
 
 
+_STRINGS = frozenset({str})
+
+
+def text_values(values: tuple[Any, ...]) -> tuple[str, ...]:
+    """`text_value` of each value, checked in one pass when all are ASCII strings without NUL (the usual
+    row: then each is stored as it is)."""
+    if _STRINGS.issuperset(map(type, values)):
+        joined = "".join(values)
+        if joined.isascii() and "\x00" not in joined:
+            return values
+    return tuple(text_value(v) for v in values)
+
+
 def int_value(value: object) -> int:
     """A whole number a BIGINT column takes: rounded, clamped to its range (NaN and non-numbers: 0)."""
+    if type(value) is int and -MAX_BIGINT <= value <= MAX_BIGINT:  # most values
+        return value
     try:
         number = float(value) if not isinstance(value, int) else value  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -169,7 +184,7 @@ def strings_json(values: Any) -> str:
     items = list(values)
     if not items:
         return "[]"
-    if all(type(v) is str for v in items):
+    if _STRINGS.issuperset(map(type, items)):
         try:
             return orjson.dumps(items).decode()
         except TypeError:  # a lone surrogate
@@ -182,7 +197,10 @@ def records_json(values: Any) -> str:
     items = list(values)
     if not items:
         return "[]"
-    if all(type(v) is str and type(k) is str for item in items for k, v in item.items()):
+    types: set[type] = set()
+    for item in items:
+        types.update(map(type, item), map(type, item.values()))
+    if types <= _STRINGS:
         try:
             return orjson.dumps(items, option=orjson.OPT_SORT_KEYS).decode()
         except TypeError:

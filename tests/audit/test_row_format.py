@@ -32,9 +32,14 @@ from policyengine.audit.rowformat import (
     canonical,
     format_time,
     fresh_document,
+    int_value,
     json_text,
+    records_json,
     row_hash,
     stored_text,
+    strings_json,
+    text_value,
+    text_values,
 )
 from policyengine.audit.schema import audit_decision
 from policyengine.audit.store import make_engine
@@ -111,6 +116,42 @@ def test_text_the_database_cannot_hold_is_stored_escaped() -> None:
         assert json.loads('"' + stored + '"') == value  # the escape is JSON's
     assert stored_text("plain ünïcödé") == "plain ünïcödé"
     assert json_text({"k\ud800": ["\x00"]}) == '{"k\\ud800":["\\u0000"]}'
+
+
+class Label(str):
+    """A `str` subclass whose `str()` is not its text (as a str-mixed Enum's is not)."""
+
+    def __str__(self) -> str:
+        return "Label(" + super().__str__() + ")"
+
+
+def test_the_fast_paths_store_what_the_definitions_store() -> None:
+    """`text_values` checks a row's text columns in one pass, `records_json` and `strings_json` go through
+    orjson only for strings, `int_value` returns small integers as they are: each gives what the general
+    path gives, for the values the fast path takes and for those it must not."""
+    plain = ("a", "eu-1", "", "x" * 300)
+    assert text_values(plain) is plain
+    for odd in ("nul \x00", "lone \ud800", "ünï", Label("sub"), 7, None, 2.5):
+        values = (*plain, odd)
+        assert text_values(values) == tuple(text_value(v) for v in values), repr(odd)
+    assert text_values((Label("sub"),)) == ("Label(sub)",)
+    for items in (
+        [{"a": "1", "b": "2"}, {"c": "\x00"}],
+        [{"a": 1.5e16, "b": "x"}],  # orjson writes 1.5e16, json.dumps 1.5e+16: the general path
+        [{"a": 10**30}],
+        [{1: "x"}],
+        [{"a": "\ud800"}],
+        [{"a": Label("sub")}],
+        [],
+    ):
+        assert records_json(items) == json_text(items), items
+    for strings in (["a", "b"], ["\ud800"], [1.5e16], [Label("sub")], []):
+        assert strings_json(strings) == json_text(strings), strings
+    for number, expected in (
+        (0, 0), (-5, -5), (2**63 - 1, 2**63 - 1), (2**63, 2**63 - 1), (-(2**63), -(2**63 - 1)),
+        (2.6, 3), (float("nan"), 0), ("7", 7), (True, 1), (None, 0),
+    ):  # fmt: skip
+        assert int_value(number) == expected, number
 
 
 def test_json_text_takes_any_depth_and_any_integer() -> None:
