@@ -121,3 +121,58 @@ def test_the_shortcuts_answer_as_the_full_walk_does(depth: int, leaf: str) -> No
         assert got[0] == "too_deep"
     else:
         assert got == expected
+
+
+def _answer(parser: Any, body: bytes) -> Any:
+    try:
+        return ("value", parser(body))
+    except JsonRefused as refused:
+        return ("refused", refused.reason, refused.where)
+
+
+numbers = (
+    st.integers(min_value=-(10**22), max_value=10**22)
+    | st.sampled_from([INT64_MAX, INT64_MAX + 1, INT64_MIN, INT64_MIN - 1, 2**64 - 1, 2**64, 10**18, -(10**18)])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["1e308", "1e309", "-1e400", "1e-400", "123456789012345678901.5", "1E+2", "-0"])
+)
+awkward = st.recursive(
+    numbers | storable_text | st.text(max_size=10) | st.none() | st.booleans(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _render(value: Any, ascii_only: bool) -> str:
+    """JSON text of `value`, number literals (strings of a digit or - and a digit) written bare, other
+    strings as UTF-8 or (`ascii_only`) with `\\u` escapes."""
+    if isinstance(value, list):
+        return "[" + ",".join(_render(v, ascii_only) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (json.dumps(k, ensure_ascii=ascii_only) + ":" + _render(v, ascii_only) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, str) and value.lstrip("-")[:1].isdigit():
+        return value
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+@seed(20261202)
+@settings(max_examples=600, database=None)
+@given(awkward, st.booleans())
+def test_the_orjson_way_answers_as_the_checked_way(value: Any, escaped: bool) -> None:
+    """`parse` lets orjson parse bodies with no `\\u` escape and no 19-digit run: for any JSON (numbers
+    at and past the 64-bit and double edges, any text, escaped or raw UTF-8) it answers exactly what the
+    checked way answers, the value or the refusal with its reason and path."""
+    from policyengine.bounded_json import parse_checked
+
+    body = _render(value, escaped).encode("utf-8", "surrogatepass")
+    assert _answer(parse, body) == _answer(parse_checked, body), body
+
+
+@seed(20261202)
+@settings(max_examples=500, database=None)
+@given(st.binary(max_size=120))
+def test_the_orjson_way_answers_any_bytes_as_the_checked_way(body: bytes) -> None:
+    from policyengine.bounded_json import parse_checked
+
+    assert _answer(parse, body) == _answer(parse_checked, body), body
