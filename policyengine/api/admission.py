@@ -26,7 +26,7 @@ from policyengine.admission.evaluate import EvaluationContext, evaluate_manifest
 from policyengine.admission.extract import ManifestError, extractors_for
 from policyengine.admission.tagging import is_tagged_kind, tag_patch
 from policyengine.api import access, metrics, openapi
-from policyengine.api.body import BodyProblem, read_body_within
+from policyengine.api.body import BodyProblem, body_timeout, read_body
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
 from policyengine.audit import AuditRecord, AuditStoreError
@@ -63,10 +63,11 @@ class Answer:
 BODY_REMEDY = "raise --max-body-bytes if your objects are this large"
 
 
-async def read_review(request: Request, settings: Settings, seconds: float) -> rv.AdmissionReview:
-    """The AdmissionReview of the request: content type, body within size and time, bounded JSON, shape."""
+async def read_review(request: Request, settings: Settings) -> rv.AdmissionReview:
+    """The AdmissionReview of the request: content type, body within size, bounded JSON, shape (the caller
+    bounds the time: a `TimeoutError` while reading is `body_timeout`)."""
     rv.check_content_type(request.headers.get("content-type"))
-    body = await read_body_within(request, settings.max_body_bytes, seconds, remedy=BODY_REMEDY)
+    body = await read_body(request, settings.max_body_bytes, remedy=BODY_REMEDY)
     return rv.parse_review(body, request.headers.get("content-type"), settings.max_body_bytes)
 
 
@@ -107,9 +108,7 @@ def identity(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind')} {namespace}/{name}" if namespace else f"{obj.get('kind')} {name}"
 
 
-async def audit(
-    state: AppState, decision: Decision, request: rv.AdmissionRequest, obj: dict[str, Any]
-) -> None:
+async def audit(state: AppState, decision: Decision, request: rv.AdmissionRequest, obj: dict[str, Any]) -> None:
     """One audit row for the decision, durable before the caller answers."""
     assert state.audit is not None, "the audit store opens before the server takes requests"
     metadata = obj.get("metadata") or {}
@@ -227,6 +226,22 @@ async def decide_validation(state: AppState, request: rv.AdmissionRequest, obj: 
 
 
 # -- the endpoints -------------------------------------------------------------------------------------
+async def answer_review(state: AppState, endpoint: str, req: rv.AdmissionRequest, obj: dict[str, Any] | None) -> Answer:
+    """The answer to a well-formed review: skipped, decided, or the failure mode when no decision can be
+    made (a ManifestError, the object's own fault, is the caller's 400)."""
+    skip = skip_reason(req, state.settings) if obj is not None else "no object"
+    if skip is not None:
+        return Answer(True, "skip")
+    assert obj is not None
+    decide = decide_mutation if endpoint == "mutate" else decide_validation
+    try:
+        return await decide(state, req, with_namespace(obj, req))
+    except PolicyNotLoaded as exc:
+        return failure_answer(endpoint, state.settings, f"not ready ({exc})")
+    except AuditStoreError as exc:
+        return failure_answer(endpoint, state.settings, f"the decision could not be audited ({exc})")
+
+
 async def handle(request: Request, endpoint: str) -> Response:
     state: AppState = request.app.state.pe
     settings = state.settings
@@ -234,35 +249,28 @@ async def handle(request: Request, endpoint: str) -> Response:
     if refused is not None:
         metrics.BAD_REQUESTS.labels(endpoint, "unauthenticated").inc()
         return refused
-    # The deadline covers reading the body too: it starts once the headers are in.
+    # One deadline covers reading the body and deciding: it starts once the headers are in. Past it
+    # while the body is still arriving, the answer is a 408; while deciding, the failure mode.
     deadline = settings.mutate_deadline_seconds if endpoint == "mutate" else settings.validate_deadline_seconds
-    deadline_at = asyncio.get_running_loop().time() + deadline
+    review: rv.AdmissionReview | None = None
+    obj: dict[str, Any] | None = None
+    started = time.perf_counter()
     try:
-        review = await read_review(request, settings, deadline)
-        obj = rv.check_object(review.request)
+        async with asyncio.timeout(deadline):  # no extra task per request, unlike wait_for on 3.11
+            review = await read_review(request, settings)
+            obj = rv.check_object(review.request)
+            started = time.perf_counter()
+            answer = await answer_review(state, endpoint, review.request, obj)
     except (rv.ReviewError, BodyProblem) as exc:
         return bad_request(endpoint, exc)
-    started = time.perf_counter()
+    except ManifestError as exc:
+        return bad_request(endpoint, rv.ReviewError("shape", f"request.object: {exc}", "request.object"))
+    except TimeoutError:
+        if review is None:
+            return bad_request(endpoint, body_timeout(deadline))
+        answer = failure_answer(endpoint, settings, f"no decision within the {deadline:g}s deadline")
     req = review.request
     kind = req.kind.kind
-    skip = skip_reason(req, settings) if obj is not None else "no object"
-    if skip is not None:
-        answer = Answer(True, "skip")
-    else:
-        assert obj is not None
-        obj = with_namespace(obj, req)
-        decide = decide_mutation if endpoint == "mutate" else decide_validation
-        try:
-            async with asyncio.timeout_at(deadline_at):  # no extra task per request, unlike wait_for on 3.11
-                answer = await decide(state, req, obj)
-        except TimeoutError:
-            answer = failure_answer(endpoint, settings, f"no decision within the {deadline:g}s deadline")
-        except PolicyNotLoaded as exc:
-            answer = failure_answer(endpoint, settings, f"not ready ({exc})")
-        except AuditStoreError as exc:
-            answer = failure_answer(endpoint, settings, f"the decision could not be audited ({exc})")
-        except ManifestError as exc:
-            return bad_request(endpoint, rv.ReviewError("shape", f"request.object: {exc}", "request.object"))
     if answer.label == "failure":
         log.warning("%s %s: %s", endpoint, identity(obj or {}), answer.message or answer.warnings)
     metrics.child(metrics.ADMISSION_REQUESTS, endpoint, kind, answer.label).inc()
@@ -296,8 +304,12 @@ async def validate(request: Request) -> Response:
 async def echo(request: Request) -> Response:
     """Parse an AdmissionReview and allow it, nothing else: the benchmark's floor for this stack."""
     state: AppState = request.app.state.pe
+    seconds = state.settings.validate_deadline_seconds
     try:
-        review = await read_review(request, state.settings, state.settings.validate_deadline_seconds)
+        async with asyncio.timeout(seconds):
+            review = await read_review(request, state.settings)
     except (rv.ReviewError, BodyProblem) as exc:
         return bad_request("echo", exc)
+    except TimeoutError:
+        return bad_request("echo", body_timeout(seconds))
     return ReviewJSON(rv.review_response(review.request.uid, True))

@@ -76,13 +76,18 @@ async def read_body_within(
         async with asyncio.timeout(seconds):
             return await read_body(request, limit, remedy=remedy)
     except TimeoutError:
-        raise BodyProblem(
-            408,
-            "body_timeout",
-            f"the body did not arrive within {seconds:g} s",
-            remedy="send the whole body at once",
-            unread=True,
-        ) from None
+        raise body_timeout(seconds) from None
+
+
+def body_timeout(seconds: float) -> BodyProblem:
+    """The 408 of a body that did not arrive within `seconds` (the connection closes)."""
+    return BodyProblem(
+        408,
+        "body_timeout",
+        f"the body did not arrive within {seconds:g} s",
+        remedy="send the whole body at once",
+        unread=True,
+    )
 
 
 def parse_json(body: bytes) -> Any:
