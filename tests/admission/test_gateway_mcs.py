@@ -131,6 +131,30 @@ def test_backend_refs_of_the_wrong_shape_name_the_path() -> None:
         extract_crossings(bad, context())
 
 
+@pytest.mark.parametrize(
+    ("ref", "problem"),
+    [
+        ({"port": 80}, r"backendRefs\[1\]\.name: is required"),
+        ({"name": ""}, r"backendRefs\[1\]\.name: is required"),
+        ({"name": 5}, r"backendRefs\[1\]\.name: must be a string, got an integer"),
+        ({"name": "x", "kind": 1}, r"backendRefs\[1\]\.kind: must be a string"),
+        ({"name": "x", "group": []}, r"backendRefs\[1\]\.group: must be a string, got a list"),
+        ({"name": "x", "namespace": {}}, r"backendRefs\[1\]\.namespace: must be a string, got a mapping"),
+        ("checkout", r"backendRefs\[1\]: must be a mapping, got a string"),
+    ],
+)
+def test_each_backend_ref_field_of_the_wrong_shape_names_its_path(ref: Any, problem: str) -> None:
+    """Well-formed refs take a shortcut past the shape checks: a ref beside them that is not well formed is
+    still refused with the path and the field that is wrong."""
+    bad = copy.deepcopy(HYBRID)
+    bad["spec"]["rules"][0]["backendRefs"].insert(1, ref)
+    with pytest.raises(ManifestError, match=problem):
+        extract_crossings(bad, context())
+    good = copy.deepcopy(HYBRID)
+    good["spec"]["rules"][0]["backendRefs"].insert(1, {"name": "x", "namespace": None, "kind": "Service"})
+    extract_crossings(good, context())
+
+
 # cilium/cilium Documentation/network/clustermesh/mcsapi.rst, and mcs-api v1beta1
 @pytest.mark.parametrize("version", ["v1alpha1", "v1beta1"])
 def test_mcs_export_reaches_every_other_cluster_and_cannot_be_rewritten(version: str) -> None:

@@ -116,6 +116,9 @@ def backend_refs(manifest: Mapping[str, Any]) -> list[list[BackendRef]]:
         rule = optional_map(manifest, raw, f"spec.rules[{i}]")
         refs = []
         for j, raw_ref in enumerate(optional_list(manifest, rule.get("backendRefs"), f"spec.rules[{i}].backendRefs")):
+            if type(raw_ref) is dict and _well_formed(raw_ref):  # most refs: nothing to report
+                refs.append(BackendRef(i, j, raw_ref, raw_ref.get("namespace") or namespace))
+                continue
             path = f"spec.rules[{i}].backendRefs[{j}]"
             ref = optional_map(manifest, raw_ref, path)
             for key in ("kind", "group", "namespace"):
@@ -125,6 +128,20 @@ def backend_refs(manifest: Mapping[str, Any]) -> list[list[BackendRef]]:
             refs.append(BackendRef(i, j, ref, ns))
         rules.append(refs)
     return rules
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
+
+
+def _well_formed(ref: dict[str, Any]) -> bool:
+    """Whether a backendRef passes the shape checks of `backend_refs` (a name; kind, group and namespace
+    strings or absent), checked without building the paths its errors would name."""
+    name = ref.get("name")
+    return (
+        type(name) is str
+        and name != ""
+        and _STR_OR_NONE.issuperset(map(type, (ref.get("kind"), ref.get("group"), ref.get("namespace"))))
+    )
 
 
 def service_import_target(manifest: Mapping[str, Any], ctx: ExtractionContext, ref: BackendRef) -> BackendTarget | None:
