@@ -1,7 +1,7 @@
 """Two checkouts served side by side: the server's CPU time per request and its throughput, end to end.
 
     .venv/bin/python bench/side_by_side.py --old ../old-checkout [--new .] [--endpoint authz|validate|echo]
-        [--pairs 3] [--seconds 5] [--connections 8]
+        [--rounds 8] [--seconds 3] [--connections 8]
 
 How an audit-path change is judged (issue #13: "no worse than today's, measured side by side in one
 run"). Each tree serves from its own `.venv` (`make venv` there) with PostgreSQL audit in a fresh
@@ -9,9 +9,10 @@ database on 127.0.0.1:5432, one worker, development certificates, the default po
 (apt-get install wrk: a C client, so the Python server is the bottleneck, not the client) on
 `--connections` keep-alive TLS connections for `--seconds`: `/validate` and `/echo` post
 examples/admission/create-httproute-profile.json, `/v1/authz` asks for shop/checkout -> catalog. The
-server's CPU is read from /proc/<pid>/task/*/stat around the run. Old and new alternate, `--pairs`
-times; the medians and their ratio (new / old) are printed last. Not in `make bench`: it needs a
-second checkout.
+server's CPU is read from /proc/<pid>/task/*/stat around each run. Both servers stay up; each round
+loads one, then the other (old-new, then new-old: a drift of the machine hits both alike), `--rounds`
+times, and prints their CPU per request and its ratio; the medians are printed last. Not in `make
+bench`: it needs a second checkout.
 """
 
 from __future__ import annotations
@@ -109,20 +110,14 @@ def wrk(port: int, endpoint: str, seconds: float, connections: int, scratch: Pat
     return int(out.split(" requests in ")[0].split()[-1])
 
 
-def measure(tree: Path, port: int, args: argparse.Namespace, scratch: Path) -> tuple[float, float]:
-    """(ms of server CPU per request, requests per second) of one run of `tree`."""
-    process, database = serve(tree, port, scratch)
-    try:
-        wrk(port, args.endpoint, 2, args.connections, scratch)  # warm: imports, caches, connections
-        time.sleep(0.5)
-        cpu, started = cpu_seconds(process.pid), time.perf_counter()
-        requests = wrk(port, args.endpoint, args.seconds, args.connections, scratch)
-        cpu, elapsed = cpu_seconds(process.pid) - cpu, time.perf_counter() - started
-        return cpu / requests * 1000, requests / elapsed
-    finally:
-        process.terminate()
-        process.wait(30)
-        subprocess.run([*PG, f"drop database {database}"], check=True)
+def measure(
+    process: subprocess.Popen[bytes], port: int, args: argparse.Namespace, scratch: Path
+) -> tuple[float, float]:
+    """(ms of server CPU per request, requests per second) of one `wrk` run against a served tree."""
+    cpu, started = cpu_seconds(process.pid), time.perf_counter()
+    requests = wrk(port, args.endpoint, args.seconds, args.connections, scratch)
+    cpu, elapsed = cpu_seconds(process.pid) - cpu, time.perf_counter() - started
+    return cpu / requests * 1000, requests / elapsed
 
 
 def main() -> None:
@@ -130,25 +125,45 @@ def main() -> None:
     parser.add_argument("--old", type=Path, required=True, help="the checkout to compare against")
     parser.add_argument("--new", type=Path, default=REPO)
     parser.add_argument("--endpoint", choices=("authz", "validate", "echo"), default="authz")
-    parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
     scratch = Path(tempfile.mkdtemp(prefix="policyengine-side-by-side-"))
+    trees = {"old": (args.old.resolve(), 18443), "new": (args.new.resolve(), 18444)}
+    served = {name: serve(tree, port, scratch) for name, (tree, port) in trees.items()}
     cpu: dict[str, list[float]] = {"old": [], "new": []}
     rate: dict[str, list[float]] = {"old": [], "new": []}
-    for pair in range(args.pairs):
-        for n, (name, tree) in enumerate((("old", args.old), ("new", args.new))):
-            ms, rps = measure(tree.resolve(), 18443 + n, args, scratch)
-            cpu[name].append(ms)
-            rate[name].append(rps)
-            print(f"pair {pair} {name}: {ms:.3f} ms CPU/request, {rps:,.0f} requests/s", flush=True)
+    ratios: list[float] = []
+    try:
+        for _, port in trees.values():  # warm: imports, caches, connections
+            wrk(port, args.endpoint, 2, args.connections, scratch)
+        for n in range(args.rounds):
+            order = ("old", "new") if n % 2 == 0 else ("new", "old")  # ABBA: a drift hits both alike
+            for name in order:
+                ms, rps = measure(served[name][0], trees[name][1], args, scratch)
+                cpu[name].append(ms)
+                rate[name].append(rps)
+            ratios.append(cpu["new"][-1] / cpu["old"][-1])
+            print(
+                f"round {n}: old {cpu['old'][-1]:.3f} ms CPU/request ({rate['old'][-1]:,.0f}/s), "
+                f"new {cpu['new'][-1]:.3f} ({rate['new'][-1]:,.0f}/s), new / old {ratios[-1]:.2f}",
+                flush=True,
+            )
+    finally:
+        for process, database in served.values():
+            process.terminate()
+            process.wait(30)
+            subprocess.run([*PG, f"drop database {database}"], check=True)
     old, new = statistics.median(cpu["old"]), statistics.median(cpu["new"])
     old_rate, new_rate = statistics.median(rate["old"]), statistics.median(rate["new"])
-    print(f"{args.endpoint}: CPU per request {old:.3f} -> {new:.3f} ms (new / old {new / old:.2f}); "
-          f"requests/s {old_rate:,.0f} -> {new_rate:,.0f} (new / old {new_rate / old_rate:.2f})")  # fmt: skip
+    print(
+        f"{args.endpoint}: CPU per request {old:.3f} -> {new:.3f} ms, median of the rounds' new / old "
+        f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); requests/s "
+        f"{old_rate:,.0f} -> {new_rate:,.0f} (new / old {new_rate / old_rate:.2f})"
+    )
 
 
 if __name__ == "__main__":
