@@ -73,7 +73,7 @@ def serve(tree: Path, port: int, scratch: Path) -> tuple[subprocess.Popen[bytes]
     process = subprocess.Popen(
         [python, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", policies, "--db", url,
          "--spool-dir", str(scratch / f"spool-{port}"), "--host", "127.0.0.1", "--port", str(port),
-         "--dev-certs", "--dev-certs-dir", str(scratch / f"certs-{port}")],
+         "--dev-certs", "--dev-certs-dir", str(scratch / f"certs-{port}"), "--echo-endpoint"],
         cwd=tree, stdout=log, stderr=log,
     )  # fmt: skip
     context = ssl._create_unverified_context()  # the development CA of this run only

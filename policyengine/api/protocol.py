@@ -117,37 +117,39 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.send_400_response(msg)
 
     # -- parser callbacks ------------------------------------------------------------------------------
+    # The callbacks run for every request: they call the base class directly (cheaper than super()).
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
         self._phase = HEAD
 
     def on_headers_complete(self) -> None:
         headers = self.headers
-        if len(headers) > self.limits.max_headers or (
-            self._head_bytes > self.limits.max_head_bytes  # only then can the head itself be too large
-            and len(self.url) + sum(len(n) + len(v) + 4 for n, v in headers) > self.limits.max_head_bytes
+        limits = self.limits
+        if len(headers) > limits.max_headers or (
+            self._head_bytes > limits.max_head_bytes  # only then can the head itself be too large
+            and len(self.url) + sum(len(n) + len(v) + 4 for n, v in headers) > limits.max_head_bytes
         ):
             raise HeadTooLarge
         self._phase = BODY
         self._body_seen = 0
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_body(self, body: bytes) -> None:
         self._body_seen += len(body)
-        super().on_body(body)
+        HttpToolsProtocol.on_body(self, body)
 
     def on_message_complete(self) -> None:
         self._phase = IDLE
         self._head_bytes = 0
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     def on_response_complete(self) -> None:
         if self._phase == BODY and not self._drainable() and not self.transport.is_closing():
             self.transport.close()  # answered before a large body was read: do not read on into it
             return
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
 
     def _drainable(self) -> bool:
         """Whether what is left of the request's body is declared and small enough to read and drop."""

@@ -12,31 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from policyengine.audit.rowformat import FORMAT, int_value, json_text, records_json, strings_json, text_values
+from policyengine.audit.rowformat import FORMAT, int_value, json_text, records_json, store_texts, strings_json
 from policyengine.decision import Decision
 
 Source = Literal["admission", "routing", "scan", "cli"]
 SOURCES: tuple[str, ...] = ("admission", "routing", "scan", "cli")
-# The text columns `content_of` fills from the record and its decision, in the order it reads them.
-TEXT_FIELDS: tuple[str, ...] = (
-    "decision_id",
-    "cluster",
-    "operation",
-    "api_version",
-    "kind",
-    "namespace",
-    "name",
-    "service",
-    "source_cluster",
-    "destination_cluster",
-    "regimes",
-    "decision",
-    "enforcement",
-    "policy_revision",
-    "engine",
-    "user",
-    "input_digest",
-)
 
 MASK = "***"
 # Paths whose values never reach the trail: Secret payloads and the requesting user's extra attributes.
@@ -173,45 +153,34 @@ def content_of(record: AuditRecord, mask_paths: Sequence[str] = DEFAULT_MASK_PAT
     when = record.time if isinstance(record.time, datetime) else datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    row: dict[str, Any] = dict(
-        zip(
-            TEXT_FIELDS,
-            text_values(
-                (
-                    d.decision_id,
-                    record.cluster,
-                    record.operation,
-                    record.api_version,
-                    record.kind,
-                    record.namespace,
-                    record.name,
-                    record.service,
-                    record.source_cluster,
-                    record.destination_cluster,
-                    ",".join(sorted(set(map(str, d.regimes)))),
-                    d.outcome.value,
-                    d.enforcement.value,
-                    d.policy_revision,
-                    d.engine,
-                    record.user,
-                    d.input_digest,
-                )
-            ),
-            strict=True,
-        )
-    )
-    row.update(
+    return store_texts(
         {
             "time": when.astimezone(UTC),
+            "decision_id": d.decision_id,
             "source": source,
+            "cluster": record.cluster,
+            "operation": record.operation,
+            "api_version": record.api_version,
+            "kind": record.kind,
+            "namespace": record.namespace,
+            "name": record.name,
+            "service": record.service,
+            "source_cluster": record.source_cluster,
+            "destination_cluster": record.destination_cluster,
+            "regimes": ",".join(sorted(set(map(str, d.regimes)))),
+            "decision": d.outcome.value,
+            "enforcement": d.enforcement.value,
             "violations": records_json(v.to_dict() for v in d.violations),
             "patch": json_text([dict(op) for op in d.patch]) if d.patch else "[]",
             "permitted_clusters": strings_json(d.permitted_clusters),
             "warnings": strings_json(d.warnings),
+            "policy_revision": d.policy_revision,
+            "engine": d.engine,
             "latency_us": int_value(d.latency_us),  # whole microseconds
             "dry_run": bool(record.dry_run),
+            "user": record.user,
+            "input_digest": d.input_digest,
             "input": None if record.input is None else json_text(mask(record.input, mask_paths)),
             "format": FORMAT,
         }
     )
-    return row

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -139,22 +140,29 @@ def text_value(value: object) -> str:
 
 
 _STRINGS = frozenset({str})
+_TEXTS_OF = operator.itemgetter(*TEXT_COLUMNS)
 
 
-def text_values(values: tuple[Any, ...]) -> tuple[str, ...]:
-    """`text_value` of each value, checked in one pass when all are ASCII strings without NUL (the usual
-    row: then each is stored as it is)."""
+def store_texts(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with each text column made its stored text (`text_value`), in place: all of them checked in
+    one pass when they are ASCII strings without NUL (the usual row: then each stays as it is)."""
+    values = _TEXTS_OF(row)
     if _STRINGS.issuperset(map(type, values)):
         joined = "".join(values)
         if joined.isascii() and "\x00" not in joined:
-            return values
-    return tuple(text_value(v) for v in values)
+            return row
+    for name in TEXT_COLUMNS:
+        row[name] = text_value(row[name])
+    return row
 
 
 def int_value(value: object) -> int:
     """A whole number a BIGINT column takes: rounded, clamped to its range (NaN and non-numbers: 0)."""
-    if type(value) is int and -MAX_BIGINT <= value <= MAX_BIGINT:  # most values
-        return value
+    kind = type(value)
+    if kind is int and -MAX_BIGINT <= value <= MAX_BIGINT:  # type: ignore[operator]  # most values
+        return value  # type: ignore[return-value]
+    if kind is float and -MAX_BIGINT <= value <= MAX_BIGINT:  # type: ignore[operator]  # NaN is not
+        return round(value)  # type: ignore[call-overload]
     try:
         number = float(value) if not isinstance(value, int) else value  # type: ignore[arg-type]
     except (TypeError, ValueError):

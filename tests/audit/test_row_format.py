@@ -29,6 +29,7 @@ from policyengine.audit.rowformat import (
     GENESIS,
     JSON_COLUMNS,
     ROW_COLUMNS,
+    TEXT_COLUMNS,
     canonical,
     format_time,
     fresh_document,
@@ -36,10 +37,10 @@ from policyengine.audit.rowformat import (
     json_text,
     records_json,
     row_hash,
+    store_texts,
     stored_text,
     strings_json,
     text_value,
-    text_values,
 )
 from policyengine.audit.schema import audit_decision
 from policyengine.audit.store import make_engine
@@ -126,15 +127,17 @@ class Label(str):
 
 
 def test_the_fast_paths_store_what_the_definitions_store() -> None:
-    """`text_values` checks a row's text columns in one pass, `records_json` and `strings_json` go through
+    """`store_texts` checks a row's text columns in one pass, `records_json` and `strings_json` go through
     orjson only for strings, `int_value` returns small integers as they are: each gives what the general
     path gives, for the values the fast path takes and for those it must not."""
-    plain = ("a", "eu-1", "", "x" * 300)
-    assert text_values(plain) is plain
+    plain = {name: f"{name}-value" for name in TEXT_COLUMNS} | {"latency_us": 5}
+    assert store_texts(dict(plain)) == plain
     for odd in ("nul \x00", "lone \ud800", "ünï", Label("sub"), 7, None, 2.5):
-        values = (*plain, odd)
-        assert text_values(values) == tuple(text_value(v) for v in values), repr(odd)
-    assert text_values((Label("sub"),)) == ("Label(sub)",)
+        for column in ("user", "decision_id"):
+            row = {**plain, column: odd}
+            expected = {name: text_value(v) if name in TEXT_COLUMNS else v for name, v in row.items()}
+            assert store_texts(dict(row)) == expected
+    assert store_texts({**plain, "name": Label("sub")})["name"] == "Label(sub)"
     for items in (
         [{"a": "1", "b": "2"}, {"c": "\x00"}],
         [{"a": 1.5e16, "b": "x"}],  # orjson writes 1.5e16, json.dumps 1.5e+16: the general path
@@ -149,7 +152,8 @@ def test_the_fast_paths_store_what_the_definitions_store() -> None:
         assert strings_json(strings) == json_text(strings), strings
     for number, expected in (
         (0, 0), (-5, -5), (2**63 - 1, 2**63 - 1), (2**63, 2**63 - 1), (-(2**63), -(2**63 - 1)),
-        (2.6, 3), (float("nan"), 0), ("7", 7), (True, 1), (None, 0),
+        (2.6, 3), (2.5, 2), (-7.5, -8), (1e19, 2**63 - 1), (float("nan"), 0), (float("-inf"), -(2**63 - 1)),
+        ("7", 7), (True, 1), (None, 0),
     ):  # fmt: skip
         assert int_value(number) == expected, number
 
