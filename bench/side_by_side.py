@@ -40,6 +40,11 @@ AUTHZ_HEADERS = (
     "x-policyengine-source: spiffe://acme.example/ns/shop/sa/checkout",
 )
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Both servers run on the last CPU and wrk on the first (with 2 CPUs: PostgreSQL takes what is left), so
+# the scheduler moves neither server around while it is measured.
+_LAST_CPU = str(max(os.sched_getaffinity(0)))
+PIN_SERVER = ("taskset", "-c", _LAST_CPU) if len(os.sched_getaffinity(0)) > 1 and shutil.which("taskset") else ()
+PIN_CLIENT = ("taskset", "-c", "0") if PIN_SERVER else ()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,7 +76,7 @@ def serve(tree: Path, port: int, scratch: Path) -> tuple[subprocess.Popen[bytes]
     )
     log = (scratch / f"serve-{port}.log").open("wb")
     process = subprocess.Popen(
-        [python, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", policies, "--db", url,
+        [*PIN_SERVER, python, "-m", "policyengine.cli.serve", "--cluster", "eu-1", "--policies", policies, "--db", url,
          "--spool-dir", str(scratch / f"spool-{port}"), "--host", "127.0.0.1", "--port", str(port),
          "--dev-certs", "--dev-certs-dir", str(scratch / f"certs-{port}"), "--echo-endpoint"],
         cwd=tree, stdout=log, stderr=log,
@@ -103,7 +108,10 @@ def wrk(port: int, endpoint: str, seconds: float, connections: int, scratch: Pat
         )
         args = ["-s", str(script), f"https://127.0.0.1:{port}/{endpoint}"]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", *args], capture_output=True, text=True, check=True
+        [*PIN_CLIENT, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", *args],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     if "Non-2xx" in out and endpoint != "authz":
         raise SystemExit(out)
