@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from policyengine.admission.review import AdmissionReview
-from policyengine.api import access, admin, admission, audit_page, health, openapi, routing
+from policyengine.api import access, admin, admission, audit_page, health, openapi, plain_routes, routing
 from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     audit_page.mount(app, settings, lambda: [state.snapshot.policy] if state.loaded else [])  # /audit
     if settings.echo_endpoint:
         app.include_router(admission.echo_router)
+    plain_routes.serve_plainly(app, admission.router, routing.router)  # the data path, first (see there)
 
     schemas: dict[str, type[BaseModel]] = {"AdmissionReview": AdmissionReview, "RouteIn": routing.RouteIn}
 

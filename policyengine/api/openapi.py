@@ -99,6 +99,21 @@ AUTHZ = {
 }
 
 
+AUTHZ_PATH = {
+    **AUTHZ,
+    "parameters": [
+        {
+            "name": "path",
+            "in": "path",
+            "required": True,
+            "description": "Envoy ext_authz: the original request's path, after the /v1/authz prefix",
+            "schema": {"type": "string"},
+        },
+        *AUTHZ["parameters"],
+    ],
+}
+
+
 def document(app: FastAPI, schemas: dict[str, type[BaseModel]]) -> dict[str, Any]:
     """The OpenAPI document of `app`, with `schemas` (name -> model) as component schemas."""
     with warnings.catch_warnings():  # /v1/authz is one route for every method: its ids are made unique below

@@ -202,10 +202,10 @@ async def authz_root(request: Request) -> Response:
     return await _authz(request, "")
 
 
-@router.api_route("/v1/authz/{path:path}", methods=_METHODS, openapi_extra=openapi.AUTHZ)
-async def authz_path(request: Request, path: str) -> Response:
+@router.api_route("/v1/authz/{path:path}", methods=_METHODS, openapi_extra=openapi.AUTHZ_PATH)
+async def authz_path(request: Request) -> Response:
     """Envoy ext_authz HTTP service: the original request's path under the `/v1/authz` prefix."""
-    return await _authz(request, path)
+    return await _authz(request, str(request.path_params.get("path", "")))
 
 
 # -- /v1/decide --------------------------------------------------------------------------------------
