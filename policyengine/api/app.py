@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from policyengine.admission.review import AdmissionReview
-from policyengine.api import access, admin, admission, audit_page, health, openapi, plain_routes, routing
+from policyengine.api import access, admin, admission, audit_page, health, logs, openapi, plain_routes, routing
 from policyengine.api.memory import settle_heap, tune_collector
 from policyengine.api.settings import Settings
 from policyengine.api.state import AppState, PolicyNotLoaded
@@ -107,4 +107,5 @@ GIL_SWITCH_SECONDS = 0.0005
 def app_from_environment() -> FastAPI:
     """The app of a uvicorn worker process (`factory=True`)."""
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    logs.quiet_records()
     return create_app(Settings.from_environment())

@@ -54,3 +54,26 @@ def tracebacks_in(log: str) -> list[str]:
     return [line for line in log.splitlines() if "Traceback" in line]
 
 
+
+
+def test_the_plain_access_formatter_writes_uvicorns_line() -> None:
+    """`PlainAccessFormatter` skips uvicorn's two copies of each record: its lines are uvicorn's own,
+    for every status (an unknown one too) and level; with colours on it is uvicorn's formatter."""
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    from policyengine.api.logs import PlainAccessFormatter, log_config
+
+    fmt = log_config()["formatters"]["access"]["fmt"]
+    ours, theirs = PlainAccessFormatter(fmt, use_colors=False), AccessFormatter(fmt, use_colors=False)
+    for level in (logging.INFO, logging.WARNING, logging.CRITICAL):
+        for status in (200, 204, 403, 404, 431, 503, 599):
+            args = ("10.0.0.7:41234", "POST", "/v1/authz/…", "1.1", status)
+            record = logging.LogRecord("uvicorn.access", level, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+            twin = logging.LogRecord("uvicorn.access", level, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+            assert ours.format(record) == theirs.format(twin), (level, status)
+    coloured = PlainAccessFormatter(fmt, use_colors=True)
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "%s %s %s %s %d", args, None)
+    assert coloured.format(record) == AccessFormatter(fmt, use_colors=True).format(record)
+    assert "\x1b[" in coloured.format(record)
