@@ -66,9 +66,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     audit_page.mount(app, settings, lambda: [state.snapshot.policy] if state.loaded else [])  # /audit
-    if settings.echo_endpoint:
+    data_path = [admission.router, routing.router]
+    if settings.echo_endpoint:  # the benchmarks' floor, served the same way as /validate
         app.include_router(admission.echo_router)
-    plain_routes.serve_plainly(app, admission.router, routing.router)  # the data path, first (see there)
+        data_path.append(admission.echo_router)
+    plain_routes.serve_plainly(app, *data_path)  # the data path, first (see there)
 
     schemas: dict[str, type[BaseModel]] = {"AdmissionReview": AdmissionReview, "RouteIn": routing.RouteIn}
 
