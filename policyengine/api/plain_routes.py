@@ -2,13 +2,14 @@
 
 `/validate`, `/mutate`, `/v1/authz`, `/v1/authz/{path}` and `/v1/decide` (and `/echo`, the benchmarks'
 floor, when it is on) take the raw `Request` and read and check their own bodies (`api/body.py`,
-`bounded_json`): none of FastAPI's parameter handling applies to them, yet its per-request route machinery (the match through the included routers, the route context,
-dependency solving) cost 8 % of a `/validate` request's CPU and 18 % of an authz request's
-(`bench/side_by_side.py`, the same tree with and without this, 2026-12-02). `serve_plainly(app, router)`
-puts before every other route a Starlette `Route` for each route of `router` whose endpoint takes the
-request alone, with the same path, methods, name and endpoint: the decorator stays the one definition of
-each. Errors take the same way as before: the app's exception handlers (a wrong method is FastAPI's JSON
-405). The APIRoutes stay registered for the OpenAPI document; no request reaches them.
+`bounded_json`): none of FastAPI's parameter handling applies to them, yet its per-request route
+machinery (the match through the included routers, the route context, dependency solving) cost 8 % of
+a `/validate` request's CPU and 18 % of an authz request's (`bench/side_by_side.py`, the same tree with
+and without this, 2026-12-02). `serve_plainly(app, router)` puts before every other route a Starlette
+`Route` for each route of `router` whose endpoint takes the request alone, with the same path, methods,
+name and endpoint: the decorator stays the one definition of each. Errors take the same way as before:
+the app's exception handlers (a wrong method is FastAPI's JSON 405). The APIRoutes stay registered for
+the OpenAPI document; no request reaches them.
 """
 
 from __future__ import annotations
