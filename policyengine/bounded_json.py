@@ -101,10 +101,9 @@ def parse(body: bytes | str) -> Any:
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
-            pass  # the checked way says what is wrong and where
-        else:
-            if _shallow(value, body.count(b"[") + body.count(b"{")):
-                return value
+            return parse_checked(body)  # which says what is wrong and where
+        if _shallow(value, body.count(b"[") + body.count(b"{")):
+            return value
     return parse_checked(body)
 
 
